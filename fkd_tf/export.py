@@ -1,0 +1,97 @@
+"""SavedModel export for TF Serving: encoded image bytes in, keypoints in image pixels out.
+
+The serving graph decodes and preprocesses with the very functions evaluation uses
+(`input_pipeline.decode_gray`, `augment.frame_batch`, `inference`), one image at a time
+so a batch may mix sizes and formats. Versions are written under a temporary name and
+renamed to the next number, so TF Serving never sees a half-written model.
+"""
+
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from fkd_tf import augment, inference, input_pipeline
+from fkd_tf.keypoints import NET_SIZE, NUM_KEYPOINTS
+
+
+class KeypointServer(tf.Module):
+  """The exported module: the network plus the preprocessing it was trained with."""
+
+  def __init__(self, network, rescale_size, normalisation):
+    super().__init__(name="keypoint_server")
+    self.network = network
+    self.rescale_size = float(rescale_size)
+    self.normalisation = normalisation
+
+  def _frame_one(self, image_bytes, box):
+    image = input_pipeline.decode_gray(image_bytes, name="image_bytes")
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    whole = tf.stack([0.0, 0.0, size[1], size[0]])
+    region = tf.where(tf.reduce_any(box != 0.0), box, whole)
+    images_net, net_from_image = augment.frame_batch(image[tf.newaxis], region[tf.newaxis],
+                                                     self.rescale_size)
+    return images_net[0], net_from_image[0]
+
+  def _keypoints(self, image_bytes, boxes):
+    images_net, net_from_image = tf.map_fn(
+        lambda args: self._frame_one(*args), (image_bytes, boxes),
+        fn_output_signature=(tf.TensorSpec([NET_SIZE, NET_SIZE, 1], tf.float32),
+                             tf.TensorSpec([3, 3], tf.float32)))
+    keypoints_norm = self.network(images_net, training=False)
+    return {"keypoints": inference.keypoints_px_from_outputs(
+        keypoints_norm, net_from_image, self.normalisation)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+  def serve_bytes(self, image_bytes):
+    """Whole images: keypoints [N, 68, 2] in each image's pixels."""
+    return self._keypoints(image_bytes, tf.zeros([tf.shape(image_bytes)[0], 4]))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
+                                tf.TensorSpec([None, 4], tf.float32, name="boxes")])
+  def serve_bytes_with_boxes(self, image_bytes, boxes):
+    """Face boxes (x0, y0, x1, y1) in pixels; an all-zero box means the whole image."""
+    return self._keypoints(image_bytes, boxes)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, NET_SIZE, NET_SIZE, 1], tf.float32, name="images")])
+  def serve_preprocessed(self, images):
+    """Already-framed [N, 90, 90, 1] images in [0, 1]: the network's normalised output."""
+    return {"keypoints_norm": tf.reshape(self.network(images, training=False),
+                                         [-1, 2 * NUM_KEYPOINTS])}
+
+
+def next_version(export_base):
+  versions = [int(d) for d in os.listdir(export_base) if d.isdigit()] if os.path.isdir(
+      export_base) else []
+  return max(versions, default=0) + 1
+
+
+def export(network, export_base, rescale_size, normalisation, metadata=None):
+  """Writes a new numeric version under export_base and returns its path.
+
+  The SavedModel is saved under a hidden temporary name in the same folder, then renamed:
+  a reader sees either no new version or a complete one, and old versions are untouched.
+  """
+  os.makedirs(export_base, exist_ok=True)
+  server = KeypointServer(network, rescale_size, normalisation)
+  version = next_version(export_base)
+  tmp = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
+  try:
+    tf.saved_model.save(server, tmp, signatures={
+        "serving_default": server.serve_bytes,
+        "with_boxes": server.serve_bytes_with_boxes,
+        "preprocessed": server.serve_preprocessed,
+    })
+    extra = os.path.join(tmp, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, "fkd_tf.json"), "w") as f:
+      json.dump({"rescale_size": rescale_size, "normalisation": normalisation,
+                 **(metadata or {})}, f, indent=2, sort_keys=True)
+    final = os.path.join(export_base, str(version))
+    os.rename(tmp, final)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp)
+  return final

@@ -1,0 +1,91 @@
+"""Pure batched matrix maths between image frames; no image ops, no randomness.
+
+Every matrix here is a [N, 3, 3] float32 tensor acting on homogeneous column vectors
+(x, y, 1) in *continuous* pixel coordinates: an image of width W spans [0, W], the centre
+of pixel column i is i + 0.5. Training, evaluation, serving and predict all get their
+"original image -> net frame" map from `frame_matrix` and undo it with `tf.linalg.inv`.
+"""
+
+import tensorflow as tf
+
+from fkd_tf.keypoints import NET_SIZE
+
+
+def _stack_rows(rows):
+  """[[a, b, c], [d, e, f]] of [N] tensors -> [N, 3, 3] with last row (0, 0, 1)."""
+  zeros = tf.zeros_like(rows[0][0])
+  ones = tf.ones_like(rows[0][0])
+  flat = rows[0] + rows[1] + [zeros, zeros, ones]
+  return tf.reshape(tf.stack(flat, axis=-1), [-1, 3, 3])
+
+
+def frame_matrix(regions, crop_fraction, rescale_size, crop_size=NET_SIZE):
+  """Maps image pixels to the net frame, as the original's Rescale + Crop did.
+
+  The region's shorter side is scaled to `rescale_size` (aspect kept), then a
+  crop_size x crop_size window is cut from it; `crop_fraction` places the window along
+  the slack on each axis (0: left/top, 0.5: centred, 1: right/bottom).
+
+  Args:
+    regions: [N, 4] float (x0, y0, x1, y1) in image pixels: the whole image or a face box.
+    crop_fraction: [N, 2] float in [0, 1], (along x, along y).
+    rescale_size: scalar, the shorter side after rescaling (100 in the original).
+    crop_size: the side of the net frame.
+  Returns:
+    [N, 3, 3] matrix, net frame <- image pixels.
+  """
+  regions = tf.convert_to_tensor(regions, tf.float32)
+  crop_fraction = tf.convert_to_tensor(crop_fraction, tf.float32)
+  x0, y0, x1, y1 = tf.unstack(regions, axis=-1)
+  width, height = x1 - x0, y1 - y0
+  scale = tf.cast(rescale_size, tf.float32) / tf.minimum(width, height)
+  offset_x = (scale * width - crop_size) * crop_fraction[:, 0]
+  offset_y = (scale * height - crop_size) * crop_fraction[:, 1]
+  zeros = tf.zeros_like(scale)
+  return _stack_rows([[scale, zeros, -scale * x0 - offset_x],
+                      [zeros, scale, -scale * y0 - offset_y]])
+
+
+def similarity_about_centre(scale, angle, shift_x, shift_y, flip, centre=NET_SIZE / 2.0):
+  """A similarity (optionally mirrored) about the net frame's centre.
+
+  p' = centre + shift + scale * R(angle) * F * (p - centre), F = diag(-1, 1) where flip.
+
+  Args:
+    scale, angle (radians), shift_x, shift_y (net pixels): [N] float.
+    flip: [N] bool.
+  Returns:
+    [N, 3, 3] matrix, net frame <- net frame.
+  """
+  mirror = tf.where(flip, -1.0, 1.0)
+  cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)
+  a, b = cos * mirror, -sin
+  c, d = sin * mirror, cos
+  tx = centre + shift_x - a * centre - b * centre
+  ty = centre + shift_y - c * centre - d * centre
+  return _stack_rows([[a, b, tx], [c, d, ty]])
+
+
+def transform_points(matrix, points):
+  """Applies [N, 3, 3] matrices to [N, K, 2] points; returns [N, K, 2]."""
+  linear = matrix[:, :2, :2]
+  translation = matrix[:, :2, 2]
+  return tf.einsum("nij,nkj->nki", linear, points) + translation[:, tf.newaxis, :]
+
+
+def projective_transform_params(net_from_image):
+  """Turns a net<-image matrix into the 8 parameters of ImageProjectiveTransformV3.
+
+  The op maps each *output* pixel index to the *input* pixel index it samples, and puts
+  the value of pixel (i, j) at index (i, j), i.e. at continuous point (i + 0.5, j + 0.5).
+  So it needs image_index <- net_index = T(-0.5) . inverse(net<-image) . T(+0.5).
+
+  Returns:
+    [N, 8] float32.
+  """
+  image_from_net = tf.linalg.inv(net_from_image)
+  half = tf.constant([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+  minus_half = tf.constant([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
+  index_map = tf.matmul(tf.matmul(minus_half[tf.newaxis], image_from_net), half[tf.newaxis])
+  index_map = index_map / index_map[:, 2:3, 2:3]
+  return tf.reshape(index_map, [-1, 9])[:, :8]

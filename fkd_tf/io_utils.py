@@ -1,0 +1,48 @@
+"""Writes that never leave a partial file under its final name."""
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+  """Yields a temporary path beside `path`; renames it onto `path` only on success."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+  os.close(fd)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_text(path, text):
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)
+
+
+def write_json(path, obj):
+  write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_png(picture, path):
+  """Saves a PIL image as PNG atomically."""
+  with atomic_path(path) as tmp:
+    picture.save(tmp, format="PNG")
+
+
+def progress_bar(total, unit_name):
+  """A Keras progress bar that redraws often on a terminal and rarely in a log file."""
+  import keras  # pylint: disable=g-import-not-at-top  (keeps this module light)
+  return keras.utils.Progbar(total, unit_name=unit_name,
+                             interval=0.1 if sys.stdout.isatty() else 15.0)

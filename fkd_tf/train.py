@@ -1,0 +1,112 @@
+r"""Trains a keypoint network: `python -m fkd_tf.train --flagfile=configs/base.flags`.
+
+Parses flags, checks them all at once, writes them into --model_dir, and calls
+`train_lib.train_and_evaluate`. Rerunning the same command after a kill resumes from
+the last completed epoch.
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags
+
+from fkd_tf import augment, config as config_lib, losses, models, records, train_lib
+from fkd_tf.keypoints import NORMALISATIONS
+
+FLAGS = flags.FLAGS
+
+_AUGMENT_HELP = {
+    "rescale_size": "Shorter side of the image after rescaling, before the 90x90 crop "
+                    "(the original: 100).",
+    "random_crop": "Place the training crop uniformly along the slack (the original's "
+                   "RandomCrop); evaluation always centres it.",
+    "max_rotation_deg": "Random rotation range, degrees, +-.",
+    "min_scale": "Smallest random zoom of the net frame (1: none).",
+    "max_scale": "Largest random zoom of the net frame (1: none).",
+    "max_shift": "Random translation range, net pixels, +- on each axis.",
+    "flip_prob": "Probability of a horizontal flip (with the 68-point left/right swap).",
+    "brightness": "Random brightness change range, +- (images in [0, 1]).",
+    "contrast": "Random contrast factor range, 1 +- this.",
+    "gamma": "Random gamma exponent range, exp(+- this).",
+    "blur_prob": "Probability of a Gaussian blur.",
+    "blur_sigma": "Sigma of that blur, net pixels.",
+    "erase_prob": "Probability of erasing one random rectangle.",
+    "erase_max_fraction": "Largest erased side, as a fraction of the 90 px frame.",
+}
+
+
+def define_flags():
+  """Defines the training flags; call once, where main lives."""
+  defaults = config_lib.TrainConfig(tfrecord_dir="", model_dir="")
+  flags.DEFINE_string("tfrecord_dir", "data/tfrecords",
+                      "Folder of shards and dataset_info.json from tools.convert_to_tfrecord.")
+  flags.DEFINE_string("model_dir", None, "Run folder: checkpoints, logs, reports, export.")
+  flags.DEFINE_string("model", defaults.model, f"Network: one of {sorted(models.MODELS)}.")
+  flags.DEFINE_string("loss", defaults.loss, f"Loss: one of {sorted(losses.LOSSES)}.")
+  flags.DEFINE_float("huber_delta", defaults.huber_delta, "Huber delta (SmoothL1 beta).")
+  flags.DEFINE_string("normalisation", defaults.normalisation,
+                      f"Keypoint normalisation: one of {sorted(NORMALISATIONS)}.")
+  flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training split.")
+  flags.DEFINE_integer("batch_size", defaults.batch_size, "Global batch size.")
+  flags.DEFINE_float("learning_rate", defaults.learning_rate, "Peak learning rate.")
+  flags.DEFINE_string("lr_schedule", defaults.lr_schedule,
+                      f"Learning-rate schedule: one of {config_lib.SCHEDULES}.")
+  flags.DEFINE_float("weight_decay", defaults.weight_decay, "AdamW decoupled weight decay; "
+                     "0 keeps plain Adam.")
+  flags.DEFINE_integer("seed", defaults.seed, "Seed of initialisation, shuffling and "
+                       "augmentation.")
+  flags.DEFINE_string("precision", defaults.precision, "float32, or mixed (bfloat16 on CPU, "
+                      "float16 on GPU).")
+  flags.DEFINE_bool("jit_compile", defaults.jit_compile, "XLA-compile the train step.")
+  flags.DEFINE_integer("steps_per_execution", defaults.steps_per_execution,
+                       "Train steps per tf.function call.")
+  flags.DEFINE_string("strategy", defaults.strategy,
+                      f"tf.distribute strategy: one of {config_lib.STRATEGIES}.")
+  flags.DEFINE_integer("max_train_examples", defaults.max_train_examples,
+                       "Train on only this many faces (0: all); for smoke runs.")
+  flags.DEFINE_bool("evaluate_test", defaults.evaluate_test,
+                    "Evaluate the chosen model on the test split at the end.")
+  flags.DEFINE_bool("export", defaults.export, "Export a SavedModel at the end.")
+  for field in dataclasses.fields(augment.AugmentConfig):
+    define = flags.DEFINE_bool if field.type in (bool, "bool") else flags.DEFINE_float
+    define(field.name, field.default, _AUGMENT_HELP[field.name])
+
+
+def config_from_flags():
+  """Builds the TrainConfig; raises app.UsageError listing every bad flag."""
+  problems = []
+  if not FLAGS.model_dir:
+    problems.append("--model_dir is required")
+  augment_values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(
+      augment.AugmentConfig)}
+  try:
+    augment_config = augment.AugmentConfig(**augment_values)
+  except ValueError as e:
+    problems.append(str(e))
+    augment_config = augment.AugmentConfig()
+  fields = {f.name for f in dataclasses.fields(config_lib.TrainConfig)} - {"augment"}
+  config = config_lib.TrainConfig(augment=augment_config,
+                                  **{name: FLAGS[name].value for name in fields})
+  problems += config_lib.check(config)
+  if problems:
+    raise app.UsageError("bad flags:\n  " + "\n  ".join(problems))
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = config_from_flags()
+  os.makedirs(config.model_dir, exist_ok=True)
+  with open(os.path.join(config.model_dir, "flags.txt"), "w") as f:
+    f.write(FLAGS.flags_into_string())
+  try:
+    train_lib.train_and_evaluate(config)
+  except records.DatasetError as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,185 @@
+"""Training as a library: `train_and_evaluate(config)` does data -> fit -> evaluate -> export.
+
+No flags are read here (see `fkd_tf.train` for the command line), so tests and notebooks
+call it with a `TrainConfig`.
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fkd_tf import augment, config as config_lib, evaluate, export, input_pipeline, io_utils
+from fkd_tf import losses, models, records, trainer as trainer_lib, visualize
+from fkd_tf.keypoints import NET_SIZE
+
+BEST_WEIGHTS = "best.weights.h5"
+
+
+def make_strategy(name):
+  """tf.distribute strategy by name: default (one device) or mirrored (all local GPUs)."""
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "default":
+    return tf.distribute.get_strategy()
+  raise ValueError(f"--strategy={name!r} is not supported by the fit path")
+
+
+def set_precision(precision):
+  """'mixed' means bfloat16 on CPUs and float16 on GPUs; returns the policy name."""
+  if precision == "mixed":
+    policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+  else:
+    policy = "float32"
+  keras.mixed_precision.set_global_policy(policy)
+  return policy
+
+
+def make_optimizer(config, steps_per_epoch):
+  learning_rate = config.learning_rate
+  if config.lr_schedule == "cosine":
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01)
+  if config.weight_decay:
+    return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+  return keras.optimizers.Adam(learning_rate)
+
+
+def make_loss(config):
+  if config.loss == "huber":
+    return losses.huber(config.huber_delta)
+  return losses.LOSSES[config.loss]()
+
+
+class ValidationFaces(keras.callbacks.Callback):
+  """Draws predicted (magenta) and true (green) keypoints on a few validation faces into
+  TensorBoard each epoch, and into <model_dir>/val_faces.png at the end."""
+
+  def __init__(self, batch, network, rescale_size, normalisation, log_dir, png_path):
+    super().__init__()
+    self.batch = batch
+    self.predict = evaluate.network_predictor(network, rescale_size, normalisation)
+    self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "val_faces"))
+    self.png_path = png_path
+
+  def panel(self):
+    pred = self.predict(self.batch)
+    pictures = []
+    for image, size, true, guess in zip(self.batch["image"].numpy(),
+                                        self.batch["image_size"].numpy(),
+                                        self.batch["keypoints_px"].numpy(), pred):
+      face = image[:size[0], :size[1]]
+      pictures.append(visualize.draw_keypoints(face, [(true, visualize.TRUE_COLOUR),
+                                                      (guess, visualize.PRED_COLOUR)], 2))
+    return visualize.tile(pictures, columns=4)
+
+  def on_epoch_end(self, epoch, logs=None):
+    with self.writer.as_default():
+      tf.summary.image("val_faces", visualize.to_summary_array([self.panel()]), step=epoch)
+    self.writer.flush()
+
+  def on_train_end(self, logs=None):
+    io_utils.save_png(self.panel(), self.png_path)
+
+
+def make_callbacks(config, network, val_batch):
+  log_dir = os.path.join(config.model_dir, "logs")
+  return [
+      keras.callbacks.TerminateOnNaN(),
+      keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, "backup")),
+      keras.callbacks.ModelCheckpoint(
+          os.path.join(config.model_dir, BEST_WEIGHTS), monitor="val_nme_io", mode="min",
+          save_best_only=True, save_weights_only=True),
+      keras.callbacks.CSVLogger(os.path.join(config.model_dir, "training_log.csv"),
+                                append=True),
+      keras.callbacks.TensorBoard(log_dir, histogram_freq=1, write_graph=False),
+      ValidationFaces(val_batch, network, config.augment.rescale_size, config.normalisation,
+                      log_dir, os.path.join(config.model_dir, "val_faces.png")),
+  ]
+
+
+def config_to_json(config):
+  return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def build_trainer(config, steps_per_epoch):
+  network = models.build(config.model)
+  trainer = trainer_lib.KeypointTrainer(network, config.augment, config.normalisation,
+                                        make_loss(config), seed=config.seed)
+  trainer(tf.zeros([1, NET_SIZE, NET_SIZE, 1]))  # builds it, as BackupAndRestore requires
+  trainer.compile(optimizer=make_optimizer(config, steps_per_epoch),
+                  jit_compile=config.jit_compile,
+                  steps_per_execution=config.steps_per_execution)
+  return trainer
+
+
+def train_and_evaluate(config):
+  """Trains, keeps the best-on-validation weights, evaluates and exports.
+
+  Args:
+    config: `config.TrainConfig`.
+  Returns:
+    dict with "val" and (when config.evaluate_test) "test" metrics, and "export" path.
+  Raises:
+    ValueError listing every bad setting; records.DatasetError for unusable data.
+  """
+  problems = config_lib.check(config)
+  if problems:
+    raise ValueError("bad training settings:\n  " + "\n  ".join(problems))
+  info = records.read_dataset_info(config.tfrecord_dir)
+  os.makedirs(config.model_dir, exist_ok=True)
+  io_utils.write_json(os.path.join(config.model_dir, "config.json"), config_to_json(config))
+  io_utils.write_json(os.path.join(config.model_dir, "dataset_info.json"), info)
+  keras.utils.set_random_seed(config.seed)
+  policy = set_precision(config.precision)
+  logging.info("precision policy %s", policy)
+
+  train_count = info["splits"]["train"]["count"]
+  if config.max_train_examples:
+    train_count = min(train_count, config.max_train_examples)
+  steps_per_epoch = -(-train_count // config.batch_size)
+  train_ds = input_pipeline.make_dataset(config.tfrecord_dir, "train", config.batch_size,
+                                         training=True, seed=config.seed,
+                                         max_examples=config.max_train_examples)
+  val_ds = input_pipeline.make_dataset(config.tfrecord_dir, "val", config.batch_size,
+                                       training=False)
+  val_batch = next(iter(val_ds.unbatch().take(8).padded_batch(8)))
+
+  strategy = make_strategy(config.strategy)
+  with strategy.scope():
+    trainer = build_trainer(config, steps_per_epoch)
+  trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+              callbacks=make_callbacks(config, trainer.network, val_batch), verbose=2,
+              shuffle=False)  # the dataset shuffles itself
+  if trainer.stop_training and not np.isfinite(trainer.history.history["loss"][-1]):
+    raise FloatingPointError(
+        f"training stopped at epoch {len(trainer.history.history['loss'])}: the loss became "
+        f"NaN or infinite; the best weights so far are kept in {config.model_dir}")
+
+  trainer.load_weights(os.path.join(config.model_dir, BEST_WEIGHTS))
+  return finish(config, trainer.network)
+
+
+def finish(config, network):
+  """Evaluates the chosen weights on val (and test) and exports a SavedModel."""
+  predict = evaluate.network_predictor(network, config.augment.rescale_size,
+                                       config.normalisation)
+  results = {}
+  splits = ["val", "test"] if config.evaluate_test else ["val"]
+  for split in splits:
+    summary = evaluate.evaluate_split(predict, config.tfrecord_dir, split,
+                                      os.path.join(config.model_dir, f"eval_{split}"),
+                                      label=config.model)
+    print(evaluate.format_summary(summary))
+    results[split] = summary
+  if config.export:
+    results["export"] = export.export(
+        network, os.path.join(config.model_dir, "export"), config.augment.rescale_size,
+        config.normalisation, metadata={"model": config.model})
+    print(f"exported SavedModel: {results['export']}")
+  io_utils.write_json(os.path.join(config.model_dir, "results.json"), results)
+  return results

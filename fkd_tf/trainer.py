@@ -1,0 +1,70 @@
+"""The Keras model that trains a keypoint network: augmentation inside the train step.
+
+`KeypointTrainer` wraps a network ([N, 90, 90, 1] -> [N, 136]) and takes batches of
+padded canvases straight from `input_pipeline`. Its train step augments on the device
+that runs the step (GPU when there is one), so `fit`, callbacks and tf.distribute work as
+usual while the host only decodes.
+"""
+
+import keras
+import tensorflow as tf
+
+from fkd_tf import augment, geometry, inference, metrics
+
+
+class KeypointTrainer(keras.Model):
+  """fit()/evaluate() on {"image", "image_size", "keypoints_px"} batches.
+
+  Args:
+    network: functional keras.Model from `fkd_tf.models`.
+    augment_config: `augment.AugmentConfig` of the training-time changes.
+    normalisation: key of `keypoints.NORMALISATIONS` the network's outputs use.
+    loss_fn: (keypoints_norm_true, keypoints_norm_pred) -> scalar.
+    seed: seeds the augmentation stream (saved with the weights, so a resume continues it).
+  """
+
+  def __init__(self, network, augment_config, normalisation, loss_fn, seed=0, **kwargs):
+    super().__init__(name="keypoint_trainer", **kwargs)
+    self.network = network
+    self.augment_config = augment_config
+    self.normalisation = normalisation
+    self.loss_fn = loss_fn
+    self.seed_generator = keras.random.SeedGenerator(seed, name="augment_seed")
+    self.loss_tracker = keras.metrics.Mean(name="loss")
+    self.nme_tracker = keras.metrics.Mean(name="nme_io")
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker, self.nme_tracker]
+
+  def call(self, images, training=False):
+    return self.network(images, training=training)
+
+  def _next_seed(self):
+    return tf.cast(self.seed_generator.next(), tf.int64)
+
+  def train_step(self, batch):
+    images_net, keypoints_net, _ = augment.augment_batch(
+        batch["image"], batch["image_size"], batch["keypoints_px"], self._next_seed(),
+        self.augment_config)
+    target = inference.normalise(keypoints_net, self.normalisation)
+    with tf.GradientTape() as tape:
+      prediction = tf.cast(self.network(images_net, training=True), tf.float32)
+      loss = self.loss_fn(target, prediction)
+      if self.network.losses:
+        loss = loss + tf.add_n(self.network.losses)
+      scaled = self.optimizer.scale_loss(loss)
+    variables = self.network.trainable_variables
+    self.optimizer.apply(tape.gradient(scaled, variables), variables)
+    self.loss_tracker.update_state(loss)
+    return {"loss": self.loss_tracker.result()}
+
+  def test_step(self, batch):
+    keypoints_px, keypoints_norm, net_from_image = inference.predict_keypoints_px(
+        self.network, batch["image"], augment.whole_image_regions(batch["image_size"]),
+        self.augment_config.rescale_size, self.normalisation)
+    target = inference.normalise(
+        geometry.transform_points(net_from_image, batch["keypoints_px"]), self.normalisation)
+    self.loss_tracker.update_state(self.loss_fn(target, tf.cast(keypoints_norm, tf.float32)))
+    self.nme_tracker.update_state(metrics.nme(keypoints_px, batch["keypoints_px"]))
+    return {"loss": self.loss_tracker.result(), "nme_io": self.nme_tracker.result()}
