@@ -55,6 +55,14 @@ def make_loss(config):
   return losses.LOSSES[config.loss]()
 
 
+class LearningRateLogger(keras.callbacks.Callback):
+  """Adds the epoch's learning rate to the logs, so the CSV log has it too."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class ValidationFaces(keras.callbacks.Callback):
   """Draws predicted (magenta) and true (green) keypoints on a few validation faces into
   TensorBoard each epoch, and into <model_dir>/val_faces.png at the end."""
@@ -89,6 +97,7 @@ class ValidationFaces(keras.callbacks.Callback):
 def make_callbacks(config, network, val_batch):
   log_dir = os.path.join(config.model_dir, "logs")
   return [
+      LearningRateLogger(),
       keras.callbacks.TerminateOnNaN(),
       keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, "backup")),
       keras.callbacks.ModelCheckpoint(

@@ -50,3 +50,25 @@ def real_subset_dir(real_dir, tmp_path_factory):
       shutil.copy(os.path.join(real_dir, image_folder, name),
                   os.path.join(folder, image_folder, name))
   return folder
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, timeout=600):
+  """Runs `python -m module args` from the repository root; returns CompletedProcess."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tfrecord_dir, tmp_path_factory):
+  """The real training command on configs/smoke.flags, on the synthetic records."""
+  model_dir = str(tmp_path_factory.mktemp("smoke") / "run")
+  result = run_module("fkd_tf.train", "--flagfile=configs/smoke.flags",
+                      f"--tfrecord_dir={tfrecord_dir}", f"--model_dir={model_dir}",
+                      "--batch_size=8", "--epochs=3", "--learning_rate=1e-3")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir, result

@@ -1,0 +1,170 @@
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fkd_tf import records
+from fkd_tf.keypoints import person_id
+from tools import convert_to_tfrecord as convert
+import fakes
+
+
+def read_all(folder, split):
+  faces = []
+  for path in records.shard_paths(folder, split):
+    for serialized in tf.data.TFRecordDataset(path):
+      faces.append(tf.io.parse_single_example(serialized, records.FEATURES))
+  return faces
+
+
+def test_round_trip_equals_csv_and_image_bytes(raw_dir, tfrecord_dir):
+  info = records.read_dataset_info(tfrecord_dir)
+  csv_rows = {}
+  for csv_name, image_folder in (("training_frames_keypoints.csv", "training"),
+                                 ("test_frames_keypoints.csv", "test")):
+    for _, name, values in convert.read_rows(os.path.join(raw_dir, csv_name)):
+      csv_rows[name] = (values, os.path.join(raw_dir, image_folder, name))
+  seen = 0
+  for split in records.SPLITS:
+    faces = read_all(tfrecord_dir, split)
+    assert len(faces) == info["splits"][split]["count"]
+    for face in faces:
+      name = face["image/file_name"].numpy().decode()
+      values, image_path = csv_rows[name]
+      np.testing.assert_allclose(face["keypoints/px"].numpy(), values, rtol=0, atol=1e-6)
+      with open(image_path, "rb") as f:
+        assert face["image/encoded"].numpy() == f.read()
+      assert face["image/person_id"].numpy().decode() == person_id(name)
+      image = tf.io.decode_image(face["image/encoded"], expand_animations=False)
+      assert (face["image/height"], face["image/width"]) == tuple(image.shape[:2])
+      seen += 1
+  assert seen == len(csv_rows) == 39
+
+
+def test_split_is_by_person_and_deterministic(raw_dir, tfrecord_dir, tmp_path):
+  persons = {split: {f["image/person_id"].numpy() for f in read_all(tfrecord_dir, split)}
+             for split in ("train", "val")}
+  assert persons["train"] and persons["val"]
+  assert not persons["train"] & persons["val"]
+  again = convert.convert(raw_dir, str(tmp_path / "again"), val_fraction=0.2,
+                          examples_per_shard=10)
+  first = records.read_dataset_info(tfrecord_dir)
+  assert again["val_persons"] == first["val_persons"]
+  assert [s["sha256"] for s in again["splits"]["val"]["shards"]] == [
+      s["sha256"] for s in first["splits"]["val"]["shards"]]
+
+
+def test_dataset_info_counts_shards_and_hashes(tfrecord_dir):
+  info = records.read_dataset_info(tfrecord_dir)
+  assert info["format_version"] == records.FORMAT_VERSION
+  assert info["splits"]["train"]["count"] + info["splits"]["val"]["count"] == 30
+  assert info["splits"]["test"]["count"] == 9
+  assert len(info["splits"]["train"]["shards"]) == 3  # 24 faces, 10 per shard
+  for split in info["splits"].values():
+    for shard in split["shards"]:
+      assert convert.sha256_of(os.path.join(tfrecord_dir, shard["file"])) == shard["sha256"]
+  assert np.array(info["mean_shape_in_box"]).shape == (68, 2)
+
+
+def _corrupt(raw_dir, tmp_path, edit_csv=None, edit_image=None):
+  folder = str(tmp_path / "raw")
+  shutil.copytree(raw_dir, folder)
+  csv_path = os.path.join(folder, "training_frames_keypoints.csv")
+  lines = open(csv_path).read().splitlines(keepends=True)
+  name = lines[3].split(",", 1)[0]
+  if edit_csv:
+    lines = edit_csv(lines)
+    with open(csv_path, "w") as f:
+      f.writelines(lines)
+  if edit_image:
+    edit_image(os.path.join(folder, "training", name))
+  return folder, name
+
+
+def _set_cell(line, column, value):
+  cells = line.rstrip("\n").split(",")
+  cells[column] = value
+  return ",".join(cells) + "\n"
+
+
+BAD_ROWS = {
+    "wrong column count": (lambda l: l[:3] + [l[3].rstrip("\n") + ",7.0\n"] + l[4:], None,
+                           "line 4.*expected 137 columns"),
+    "non-numeric": (lambda l: l[:3] + [_set_cell(l[3], 5, "abc")] + l[4:], None,
+                    "line 4.*non-numeric keypoint value 'abc'"),
+    "nan": (lambda l: l[:3] + [_set_cell(l[3], 7, "nan")] + l[4:], None,
+            "line 4.*column 7 is 'nan'"),
+    "infinite": (lambda l: l[:3] + [_set_cell(l[3], 2, "inf")] + l[4:], None,
+                 "line 4.*column 2 is 'inf'"),
+    "duplicate": (lambda l: l + [l[3]], None, "duplicate file name, first on line 4"),
+    "missing image": (None, os.remove, "line 4.*not found"),
+    "empty image": (None, lambda p: open(p, "wb").close(), "line 4.*empty"),
+    "truncated png": (None, lambda p: open(p, "r+b").truncate(60), "line 4.*cannot be decoded"),
+    "not an image": (None, lambda p: open(p, "wb").write(b"hello, not a picture" * 20),
+                     "line 4.*cannot be decoded"),
+    "too small": (None, lambda p: open(p, "wb").write(fakes.encode(np.zeros((10, 40),
+                                                                             np.uint8))),
+                  "line 4.*smaller than 16 px"),
+    "header only": (lambda l: l[:1], None, "no data rows"),
+    "empty csv": (lambda l: [], None, "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_bad_input_is_named_and_nothing_is_written(raw_dir, tmp_path, case):
+  edit_csv, edit_image, message = BAD_ROWS[case]
+  folder, name = _corrupt(raw_dir, tmp_path, edit_csv, edit_image)
+  output = str(tmp_path / "out")
+  with pytest.raises(convert.ConversionError, match=message) as error:
+    convert.convert(folder, output)
+  assert "training_frames_keypoints.csv" in str(error.value)
+  if "line 4" in message:
+    assert name in str(error.value)
+  assert not os.path.exists(output)
+  assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
+
+
+def test_missing_csv_is_named(tmp_path):
+  with pytest.raises(convert.ConversionError, match="training_frames_keypoints.csv.*not found"):
+    convert.convert(str(tmp_path), str(tmp_path / "out"))
+
+
+def test_refuses_to_overwrite_another_data_set(raw_dir, tfrecord_dir, tmp_path):
+  output = str(tmp_path / "out")
+  shutil.copytree(tfrecord_dir, output)
+  with open(os.path.join(output, records.DATASET_INFO)) as f:
+    info = json.load(f)
+  info["fingerprint"] = "another data set"
+  with open(os.path.join(output, records.DATASET_INFO), "w") as f:
+    json.dump(info, f)
+  with pytest.raises(convert.ConversionError, match="--overwrite"):
+    convert.convert(raw_dir, output, val_fraction=0.2, examples_per_shard=10)
+  assert json.load(open(os.path.join(output, records.DATASET_INFO)))["fingerprint"] == (
+      "another data set")
+  convert.convert(raw_dir, output, val_fraction=0.2, examples_per_shard=10, overwrite=True)
+  assert records.read_dataset_info(output)["fingerprint"] != "another data set"
+
+
+def test_reader_rejects_another_format_version(tfrecord_dir, tmp_path):
+  output = str(tmp_path / "old")
+  shutil.copytree(tfrecord_dir, output)
+  info_path = os.path.join(output, records.DATASET_INFO)
+  info = json.load(open(info_path))
+  info["format_version"] = 0
+  json.dump(info, open(info_path, "w"))
+  with pytest.raises(records.DatasetError, match="format_version 0"):
+    records.read_dataset_info(output)
+  with pytest.raises(records.DatasetError, match="does not exist"):
+    records.read_dataset_info(str(tmp_path / "nowhere"))
+  os.makedirs(tmp_path / "empty")
+  with pytest.raises(records.DatasetError, match="dataset_info.json.*missing"):
+    records.read_dataset_info(str(tmp_path / "empty"))
+
+
+def test_real_images_convert(real_subset_dir, tmp_path):
+  info = convert.convert(real_subset_dir, str(tmp_path / "real"), val_fraction=0.2)
+  assert info["splits"]["test"]["count"] == 16
+  assert info["splits"]["train"]["count"] + info["splits"]["val"]["count"] == 48

@@ -1,0 +1,48 @@
+import csv
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from conftest import run_module
+from fkd_tf import evaluate
+import fakes
+
+
+def test_report_figures_on_known_predictions(tmp_path):
+  truth = np.stack([fakes.face_template() * 100.0] * 4).astype(np.float32)
+  inter_ocular = np.linalg.norm(truth[0, 36] - truth[0, 45])
+  offsets = np.array([0.0, 3.0, 6.0, 12.0]) * inter_ocular / 100.0  # NME 0, 3, 6, 12 %
+  pred = truth + offsets[:, None, None] * np.array([0.6, 0.8], np.float32)
+  results = {"file_name": ["a_00.jpg", "b_00.jpg", "c_00.jpg", "d_00.jpg"],
+             "pred_px": pred.astype(np.float32), "true_px": truth,
+             "image_size": np.array([[120, 110]] * 4)}
+  summary = evaluate.write_report(str(tmp_path), "test", results)
+  np.testing.assert_allclose(summary["nme_io"], np.mean([0, 0.03, 0.06, 0.12]), rtol=1e-5)
+  assert summary["failure_rate_10"] == 0.25
+  np.testing.assert_allclose(summary["auc_10"], np.mean([1.0, 0.7, 0.4, 0.0]), rtol=1e-5)
+  np.testing.assert_allclose(summary["nme_io_by_region"]["eyes"], summary["nme_io"], rtol=1e-5)
+  assert summary["smoothl1_original_units"] > 0
+  rows = list(csv.DictReader(open(tmp_path / "per_image_test.csv")))
+  np.testing.assert_allclose([float(r["nme_io"]) for r in rows], [0, 0.03, 0.06, 0.12],
+                             atol=1e-6)
+  assert json.load(open(tmp_path / "metrics_test.json"))["count"] == 4
+  assert Image.open(tmp_path / "ced_test.png").size == (640, 480)
+
+
+def test_original_units_loss_is_zero_for_perfect_predictions():
+  truth = np.stack([fakes.face_template() * 100.0] * 2).astype(np.float32)
+  assert evaluate.original_units_loss(truth, truth, np.array([[150, 120]] * 2)) == 0.0
+
+
+def test_cli_on_the_smoke_export_agrees_with_training(smoke_run, tfrecord_dir, tmp_path):
+  model_dir, _ = smoke_run
+  result = run_module("fkd_tf.evaluate", f"--saved_model={model_dir}/export",
+                      f"--tfrecord_dir={tfrecord_dir}", "--split=test",
+                      f"--output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  served = json.load(open(tmp_path / "metrics_test.json"))
+  trained = json.load(open(os.path.join(model_dir, "eval_test", "metrics_test.json")))
+  np.testing.assert_allclose(served["nme_io"], trained["nme_io"], rtol=1e-5)
+  assert "NME_io" in result.stdout

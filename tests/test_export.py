@@ -1,0 +1,97 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fkd_tf import augment, export, inference, input_pipeline, models
+import fakes
+
+LOAD_AND_RUN = r"""
+import sys, numpy as np, tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+data = np.load(sys.argv[2], allow_pickle=True)
+serve = model.signatures["serving_default"]
+keypoints = serve(image_bytes=tf.constant(list(data["image_bytes"])))["keypoints"].numpy()
+norm = model.signatures["preprocessed"](images=tf.constant(data["images_net"]))
+np.savez(sys.argv[3], keypoints=keypoints, keypoints_norm=norm["keypoints_norm"].numpy())
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  tf.keras.utils.set_random_seed(1)
+  network = models.ppbnet()
+  base = str(tmp_path_factory.mktemp("export"))
+  path = export.export(network, base, 100.0, "original", metadata={"model": "ppbnet"})
+  return network, base, path
+
+
+def _faces(count=3, seed=0):
+  rng = np.random.default_rng(seed)
+  faces = []
+  for i in range(count):
+    w, h = int(rng.integers(70, 200)), int(rng.integers(80, 200))
+    faces.append(fakes.draw_face(w, h, (5, 8, w - 5, h - 3), rng)[0])
+  return faces
+
+
+def test_fresh_process_matches_the_keras_model(exported, tmp_path):
+  network, _, path = exported
+  faces = _faces()
+  image_bytes = [fakes.encode(face, "PNG", "RGBA") for face in faces]
+  expected_px, images_net = [], []
+  for face in faces:
+    canvas = tf.constant(face[np.newaxis, :, :, np.newaxis])
+    regions = augment.whole_image_regions([face.shape])
+    keypoints_px, _, _ = inference.predict_keypoints_px(network, canvas, regions, 100.0,
+                                                        "original")
+    expected_px.append(keypoints_px.numpy()[0])
+    images_net.append(augment.frame_batch(canvas, regions, 100.0)[0].numpy()[0])
+  inputs = str(tmp_path / "inputs.npz")
+  np.savez(inputs, image_bytes=np.array(image_bytes, dtype=object),
+           images_net=np.stack(images_net))
+  outputs = str(tmp_path / "outputs.npz")
+  subprocess.run([sys.executable, "-c", LOAD_AND_RUN, path, inputs, outputs], check=True,
+                 env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  result = np.load(outputs)
+  np.testing.assert_allclose(result["keypoints"], np.stack(expected_px), rtol=0, atol=1e-4)
+  keras_norm = network.predict(np.stack(images_net), verbose=0)
+  assert np.abs(result["keypoints_norm"] - keras_norm).max() < 1e-5
+
+
+def test_mixed_formats_and_sizes_in_one_batch(exported):
+  network, _, path = exported
+  model = tf.saved_model.load(path)
+  face = _faces(1, seed=4)[0]
+  batch = [fakes.encode(face, "PNG", "L"), fakes.encode(face, "PNG", "RGBA"),
+           fakes.encode(face, "JPEG", "RGB"), fakes.encode(_faces(1, seed=5)[0], "PNG")]
+  keypoints = model.signatures["serving_default"](image_bytes=tf.constant(batch))["keypoints"]
+  keypoints = keypoints.numpy()
+  assert keypoints.shape == (4, 68, 2)
+  np.testing.assert_allclose(keypoints[0], keypoints[1], atol=1e-3)  # same pixels
+  assert np.abs(keypoints[0] - keypoints[2]).max() < 2.0  # JPEG loss moves little
+  with_boxes = model.signatures["with_boxes"](
+      image_bytes=tf.constant(batch[:2]), boxes=tf.constant([[0, 0, 0, 0], [5, 5, 60, 70]],
+                                                            tf.float32))["keypoints"].numpy()
+  np.testing.assert_allclose(with_boxes[0], keypoints[0], atol=1e-4)
+  assert not np.allclose(with_boxes[1], keypoints[1])
+
+
+def test_not_an_image_is_an_invalid_argument_naming_the_input(exported):
+  model = tf.saved_model.load(exported[2])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes is not a PNG"):
+    model.signatures["serving_default"](image_bytes=tf.constant([b"garbage bytes here"]))
+
+
+def test_versions_are_numbered_and_complete(exported):
+  network, base, path = exported
+  assert os.path.basename(path) == "1"
+  second = export.export(network, base, 100.0, "original")
+  assert os.path.basename(second) == "2"
+  assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary folder left behind
+  meta = json.load(open(os.path.join(second, "assets.extra", "fkd_tf.json")))
+  assert meta["normalisation"] == "original" and meta["rescale_size"] == 100.0

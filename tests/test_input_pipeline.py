@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fkd_tf import input_pipeline
+import fakes
+
+# Smooth, so that lossy JPEG stays close to it.
+GRAY = (np.add.outer(np.arange(50) * 2, np.arange(60) * 2) + 20).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt,mode", [("PNG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"),
+                                      ("PNG", "LA"), ("JPEG", "L"), ("JPEG", "RGB")])
+def test_decode_gray_any_format(fmt, mode):
+  image = input_pipeline.decode_gray(tf.constant(fakes.encode(GRAY, fmt, mode))).numpy()
+  assert image.shape == (50, 60, 1) and image.dtype == np.uint8
+  tolerance = 3 if fmt == "JPEG" else 1  # lossy JPEG; gray<->RGB rounding for PNG
+  assert np.abs(image[..., 0].astype(int) - GRAY.astype(int)).mean() < tolerance
+
+
+def test_not_an_image_names_the_input():
+  with pytest.raises(tf.errors.InvalidArgumentError, match="image is not a PNG, JPEG"):
+    input_pipeline.decode_gray(tf.constant(b"definitely not pixels"))
+
+
+def test_dataset_shapes_dtypes_and_padding(tfrecord_dir):
+  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", 5, training=True,
+                                        with_names=True)
+  batches = list(dataset)
+  assert sum(int(b["image"].shape[0]) for b in batches) == 24
+  for batch in batches:
+    sizes = batch["image_size"].numpy()
+    assert batch["image"].dtype == tf.uint8
+    assert batch["image"].shape[1:] == (sizes[:, 0].max(), sizes[:, 1].max(), 1)
+    assert batch["keypoints_px"].shape[1:] == (68, 2)
+    for image, (h, w) in zip(batch["image"].numpy(), sizes):
+      assert image[h:].max(initial=0) == 0 and image[:, w:].max(initial=0) == 0
+      assert image[:h, :w].max() > 200  # the keypoint dots survive decoding
+  assert len(batches) == dataset.cardinality().numpy() == 5
+
+
+def test_training_order_changes_each_epoch_but_not_with_the_seed(tfrecord_dir):
+  names = lambda ds: [n for b in ds for n in b["file_name"].numpy()]
+  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", 4, training=True, seed=3,
+                                        with_names=True)
+  first, second = names(dataset), names(dataset)
+  assert sorted(first) == sorted(second) and first != second
+  same = input_pipeline.make_dataset(tfrecord_dir, "train", 4, training=True, seed=3,
+                                     with_names=True)
+  assert names(same) == first
+  evaluation = input_pipeline.make_dataset(tfrecord_dir, "val", 4, training=False,
+                                           with_names=True)
+  assert names(evaluation) == names(evaluation)
+
+
+def test_max_examples_and_worker_sharding(tfrecord_dir):
+  count = lambda ds: sum(int(b["image"].shape[0]) for b in ds)
+  assert count(input_pipeline.make_dataset(tfrecord_dir, "train", 4, False,
+                                           max_examples=7)) == 7
+  halves = [count(input_pipeline.make_dataset(tfrecord_dir, "train", 4, False,
+                                              num_input_pipelines=2, input_pipeline_id=i))
+            for i in range(2)]
+  assert halves == [12, 12]

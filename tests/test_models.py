@@ -1,0 +1,31 @@
+import keras
+import numpy as np
+import pytest
+
+from fkd_tf import models
+
+
+def test_ppbnet_matches_the_original():
+  network = models.ppbnet()
+  assert network.count_params() == 231_080
+  assert network.output_shape == (None, 136)
+  assert any(isinstance(layer, keras.layers.Concatenate) for layer in network.layers)
+  assert network.get_layer("fuse").output.shape == (None, 44, 44, 64)
+  assert network.get_layer("flatten").output.shape == (None, 4 * 4 * 64)
+  convs = [l for l in network.layers if isinstance(l, keras.layers.Conv2D)]
+  assert [l.kernel_size for l in convs] == [(3, 3), (1, 1), (3, 3), (2, 2), (3, 3)]
+  assert all(l.padding == "valid" for l in convs)
+  outputs = network.predict(np.random.default_rng(0).uniform(size=(3, 90, 90, 1)), verbose=0)
+  assert outputs.shape == (3, 136)
+  assert outputs.min() >= -1.7581  # the SELU head's floor, as in the original
+
+
+def test_fknet_shapes_and_linear_head():
+  network = models.fknet()
+  assert network.output_shape == (None, 136)
+  assert network.get_layer("keypoints").activation.__name__ == "linear"
+
+
+def test_unknown_model_is_named():
+  with pytest.raises(ValueError, match="unknown model 'resnet9000'"):
+    models.build("resnet9000")

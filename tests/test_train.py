@@ -1,0 +1,88 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import run_module
+from fkd_tf import config as config_lib, records
+from fkd_tf.augment import AugmentConfig
+
+
+def test_smoke_training_lowers_the_loss_and_fills_the_run_folder(smoke_run):
+  model_dir, result = smoke_run
+  with open(os.path.join(model_dir, "training_log.csv")) as f:
+    log = list(csv.DictReader(f))
+  assert len(log) == 3
+  losses = [float(row["loss"]) for row in log]
+  assert losses[-1] < losses[0]
+  assert {"val_loss", "val_nme_io", "learning_rate"} <= set(log[0])
+  for name in ("config.json", "flags.txt", "dataset_info.json", "best.weights.h5",
+               "val_faces.png", "results.json", "eval_val/metrics_val.json",
+               "eval_test/metrics_test.json", "eval_test/per_image_test.csv",
+               "eval_test/ced_test.png", "export/1/saved_model.pb"):
+    assert os.path.exists(os.path.join(model_dir, name)), name
+  events = [n for _, _, files in os.walk(os.path.join(model_dir, "logs")) for n in files
+            if n.startswith("events.out")]
+  assert len(events) >= 3  # train, validation, val_faces
+  assert "--epochs=3" in open(os.path.join(model_dir, "flags.txt")).read()
+  assert "test: 9 faces" in result.stdout
+  results = json.load(open(os.path.join(model_dir, "results.json")))
+  assert results["test"]["count"] == 9 and np.isfinite(results["test"]["nme_io"])
+
+
+def test_real_images_smoke_training_lowers_the_loss(real_subset_dir, tmp_path):
+  from tools import convert_to_tfrecord  # pylint: disable=g-import-not-at-top
+  from fkd_tf import train_lib  # pylint: disable=g-import-not-at-top
+  records_dir = str(tmp_path / "records")
+  convert_to_tfrecord.convert(real_subset_dir, records_dir, val_fraction=0.2)
+  config = config_lib.TrainConfig(tfrecord_dir=records_dir, model_dir=str(tmp_path / "run"),
+                                  epochs=4, batch_size=8, learning_rate=1e-3, export=False,
+                                  evaluate_test=False)
+  results = train_lib.train_and_evaluate(config)
+  with open(os.path.join(config.model_dir, "training_log.csv")) as f:
+    losses = [float(row["loss"]) for row in csv.DictReader(f)]
+  assert losses[-1] < losses[0]
+  assert results["val"]["count"] > 0
+
+
+def test_bad_flags_are_all_listed_before_any_work(tmp_path):
+  result = run_module("fkd_tf.train", "--flagfile=configs/smoke.flags", "--epochs=-1",
+                      "--batch_size=0", "--model=nope", "--flip_prob=3",
+                      f"--model_dir={tmp_path / 'run'}")
+  assert result.returncode != 0
+  for fragment in ("--epochs=-1", "--batch_size=0", "--model='nope'", "flip_prob=3"):
+    assert fragment in result.stderr
+  assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
+def test_missing_flagfile_and_missing_data_are_named(tmp_path):
+  result = run_module("fkd_tf.train", "--flagfile=configs/no_such.flags")
+  assert result.returncode != 0 and "no_such.flags" in result.stderr
+  result = run_module("fkd_tf.train", "--flagfile=configs/smoke.flags",
+                      f"--tfrecord_dir={tmp_path / 'absent'}",
+                      f"--model_dir={tmp_path / 'run'}")
+  assert result.returncode != 0 and "absent" in result.stderr
+
+
+def test_config_check_names_each_problem():
+  config = config_lib.TrainConfig(tfrecord_dir="x", model_dir="y", loss="l7", epochs=0,
+                                  learning_rate=0.0, precision="fp8")
+  problems = "\n".join(config_lib.check(config))
+  for name in ("--loss", "--epochs", "--learning_rate", "--precision"):
+    assert name in problems
+  assert config_lib.check(config_lib.TrainConfig(tfrecord_dir="x", model_dir="y")) == []
+  with pytest.raises(ValueError, match="min_scale"):
+    AugmentConfig(min_scale=2.0, max_scale=1.0)
+
+
+def test_base_flags_are_the_original_recipe():
+  lines = {l.split("=")[0]: l.strip().split("=", 1)[1]
+           for l in open(os.path.join(os.path.dirname(__file__), os.pardir, "configs",
+                                      "base.flags")) if l.startswith("--")}
+  assert lines["--model"] == "ppbnet" and lines["--loss"] == "huber"
+  assert float(lines["--learning_rate"]) == 1e-4 and lines["--batch_size"] == "64"
+  assert lines["--epochs"] == "50" and lines["--normalisation"] == "original"
+  assert float(lines["--rescale_size"]) == 100 and lines["--random_crop"] == "true"
+  assert records.FORMAT_VERSION == 1
