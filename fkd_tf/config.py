@@ -33,6 +33,7 @@ class TrainConfig:
   max_train_examples: int = 0  # 0: all; a positive number trains on a prefix (smoke runs)
   evaluate_test: bool = True
   export: bool = True
+  debug_nan_at_step: int = -1  # test hook: make the loss NaN at this step
 
 
 def check(config):

@@ -75,3 +75,24 @@ def build(name, **kwargs):
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
   return MODELS[name](**kwargs)
+
+
+def forward_flops(network):
+  """Multiply-adds x 2 of the Conv2D, DepthwiseConv2D and Dense layers, per image."""
+  total = 0
+  for layer in network.layers:
+    if isinstance(layer, layers.DepthwiseConv2D):
+      _, height, width, channels = layer.output.shape
+      kh, kw = layer.kernel_size
+      total += 2 * height * width * channels * kh * kw
+    elif isinstance(layer, layers.Conv2D):
+      _, height, width, filters = layer.output.shape
+      kh, kw = layer.kernel_size
+      total += 2 * height * width * filters * kh * kw * layer.input.shape[-1]
+    elif isinstance(layer, layers.Dense):
+      total += 2 * layer.input.shape[-1] * layer.units
+  return int(total)
+
+
+# A training image costs its forward pass plus a backward pass of about twice as much.
+TRAIN_FLOPS_FACTOR = 3

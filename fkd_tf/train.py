@@ -68,6 +68,8 @@ def define_flags():
   flags.DEFINE_bool("evaluate_test", defaults.evaluate_test,
                     "Evaluate the chosen model on the test split at the end.")
   flags.DEFINE_bool("export", defaults.export, "Export a SavedModel at the end.")
+  flags.DEFINE_integer("debug_nan_at_step", defaults.debug_nan_at_step,
+                       "Fault injection for tests: the loss of this step becomes NaN.")
   for field in dataclasses.fields(augment.AugmentConfig):
     define = flags.DEFINE_bool if field.type in (bool, "bool") else flags.DEFINE_float
     define(field.name, field.default, _AUGMENT_HELP[field.name])
@@ -103,7 +105,7 @@ def main(argv):
     f.write(FLAGS.flags_into_string())
   try:
     train_lib.train_and_evaluate(config)
-  except records.DatasetError as e:
+  except (records.DatasetError, FloatingPointError) as e:
     sys.exit(f"error: {e}")
 
 

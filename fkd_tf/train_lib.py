@@ -63,6 +63,35 @@ class LearningRateLogger(keras.callbacks.Callback):
       logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+class NaNGuard(keras.callbacks.Callback):
+  """Stops training at the first non-finite loss and remembers where it happened."""
+
+  def __init__(self):
+    super().__init__()
+    self.where = None
+    self.epoch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not np.isfinite(float(loss)) and self.where is None:
+      self.where = (self.epoch + 1, batch + 1,
+                    int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+      self.model.stop_training = True
+
+
+class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
+  """BackupAndRestore that never backs up an epoch whose loss went NaN, so a rerun resumes
+  from the last good epoch rather than from broken weights."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None and not np.isfinite(float(logs.get("loss", 0.0))):
+      return
+    super().on_epoch_end(epoch, logs)
+
+
 class ValidationFaces(keras.callbacks.Callback):
   """Draws predicted (magenta) and true (green) keypoints on a few validation faces into
   TensorBoard each epoch, and into <model_dir>/val_faces.png at the end."""
@@ -94,12 +123,12 @@ class ValidationFaces(keras.callbacks.Callback):
     io_utils.save_png(self.panel(), self.png_path)
 
 
-def make_callbacks(config, network, val_batch):
+def make_callbacks(config, network, val_batch, nan_guard):
   log_dir = os.path.join(config.model_dir, "logs")
   return [
       LearningRateLogger(),
-      keras.callbacks.TerminateOnNaN(),
-      keras.callbacks.BackupAndRestore(os.path.join(config.model_dir, "backup")),
+      nan_guard,
+      GuardedBackupAndRestore(os.path.join(config.model_dir, "backup")),
       keras.callbacks.ModelCheckpoint(
           os.path.join(config.model_dir, BEST_WEIGHTS), monitor="val_nme_io", mode="min",
           save_best_only=True, save_weights_only=True),
@@ -118,7 +147,8 @@ def config_to_json(config):
 def build_trainer(config, steps_per_epoch):
   network = models.build(config.model)
   trainer = trainer_lib.KeypointTrainer(network, config.augment, config.normalisation,
-                                        make_loss(config), seed=config.seed)
+                                        make_loss(config), seed=config.seed,
+                                        nan_at_step=config.debug_nan_at_step)
   trainer(tf.zeros([1, NET_SIZE, NET_SIZE, 1]))  # builds it, as BackupAndRestore requires
   trainer.compile(optimizer=make_optimizer(config, steps_per_epoch),
                   jit_compile=config.jit_compile,
@@ -161,13 +191,16 @@ def train_and_evaluate(config):
   strategy = make_strategy(config.strategy)
   with strategy.scope():
     trainer = build_trainer(config, steps_per_epoch)
+  nan_guard = NaNGuard()
   trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-              callbacks=make_callbacks(config, trainer.network, val_batch), verbose=2,
-              shuffle=False)  # the dataset shuffles itself
-  if trainer.stop_training and not np.isfinite(trainer.history.history["loss"][-1]):
+              callbacks=make_callbacks(config, trainer.network, val_batch, nan_guard),
+              verbose=2, shuffle=False)  # the dataset shuffles itself
+  if nan_guard.where:
+    epoch, batch, step = nan_guard.where
     raise FloatingPointError(
-        f"training stopped at epoch {len(trainer.history.history['loss'])}: the loss became "
-        f"NaN or infinite; the best weights so far are kept in {config.model_dir}")
+        f"the training loss became NaN or infinite at epoch {epoch}, batch {batch} (optimizer "
+        f"step {step}); training stopped. The best weights so far ({BEST_WEIGHTS}), the last "
+        f"good backup and earlier exports in {config.model_dir} are untouched.")
 
   trainer.load_weights(os.path.join(config.model_dir, BEST_WEIGHTS))
   return finish(config, trainer.network)

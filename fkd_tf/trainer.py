@@ -21,14 +21,17 @@ class KeypointTrainer(keras.Model):
     normalisation: key of `keypoints.NORMALISATIONS` the network's outputs use.
     loss_fn: (keypoints_norm_true, keypoints_norm_pred) -> scalar.
     seed: seeds the augmentation stream (saved with the weights, so a resume continues it).
+    nan_at_step: test hook; the loss of this optimizer step is made NaN (-1: never).
   """
 
-  def __init__(self, network, augment_config, normalisation, loss_fn, seed=0, **kwargs):
+  def __init__(self, network, augment_config, normalisation, loss_fn, seed=0, nan_at_step=-1,
+               **kwargs):
     super().__init__(name="keypoint_trainer", **kwargs)
     self.network = network
     self.augment_config = augment_config
     self.normalisation = normalisation
     self.loss_fn = loss_fn
+    self.nan_at_step = nan_at_step
     self.seed_generator = keras.random.SeedGenerator(seed, name="augment_seed")
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.nme_tracker = keras.metrics.Mean(name="nme_io")
@@ -53,6 +56,8 @@ class KeypointTrainer(keras.Model):
       loss = self.loss_fn(target, prediction)
       if self.network.losses:
         loss = loss + tf.add_n(self.network.losses)
+      if self.nan_at_step >= 0:
+        loss = tf.where(self.optimizer.iterations == self.nan_at_step, float("nan"), loss)
       scaled = self.optimizer.scale_loss(loss)
     variables = self.network.trainable_variables
     self.optimizer.apply(tape.gradient(scaled, variables), variables)

@@ -29,3 +29,8 @@ def test_fknet_shapes_and_linear_head():
 def test_unknown_model_is_named():
   with pytest.raises(ValueError, match="unknown model 'resnet9000'"):
     models.build("resnet9000")
+
+
+def test_forward_flops_of_ppbnet():
+  # The speed issue's figure: 156.6 MFLOP per image forward.
+  assert abs(models.forward_flops(models.ppbnet()) / 1e6 - 156.6) < 0.1

@@ -1,0 +1,207 @@
+r"""Benchmarks, all measured in one run so that ratios hold on any machine.
+
+  python -m fkd_tf.bench --what=matmul,pipeline,train --json_out=bench.json
+
+Prints a table: the machine's float32 matmul peak; input-pipeline images/s (host decode
+and pad, then the full batched augmentation); training images/s of each model fed from
+the real pipeline and from one cached batch, each as a fraction of the bound
+peak / (3 x forward FLOPs); SavedModel latency and throughput.
+"""
+
+import json
+import os
+import platform
+import time
+
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
+
+from fkd_tf import augment, config as config_lib, input_pipeline, io_utils, models
+from fkd_tf import train_lib
+
+AUGMENT_FULL = augment.AugmentConfig(max_rotation_deg=15, min_scale=0.9, max_scale=1.1,
+                                     max_shift=4, flip_prob=0.5, brightness=0.15,
+                                     contrast=0.3, gamma=0.25, blur_prob=0.2, erase_prob=0.2)
+
+
+def cpu_description():
+  model, flags_seen = platform.processor() or "unknown", set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          model = line.split(":", 1)[1].strip()
+        elif line.startswith("flags"):
+          flags_seen = set(line.split(":", 1)[1].split())
+  except OSError:
+    pass
+  wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+  return {"model": model, "cores": os.cpu_count(),
+          "flags": [f for f in wanted if f in flags_seen]}
+
+
+def matmul_gflops(size=2048, repeats=8):
+  """float32 matmul GFLOP/s with all threads (best of a few)."""
+  a = tf.random.uniform([size, size])
+  b = tf.random.uniform([size, size])
+  tf.linalg.matmul(a, b).numpy()
+  best = 0.0
+  for _ in range(repeats):
+    start = time.perf_counter()
+    tf.linalg.matmul(a, b).numpy()
+    best = max(best, 2 * size ** 3 / (time.perf_counter() - start) / 1e9)
+  return best
+
+
+def _timed(iterator_fn, count_fn, min_seconds=3.0):
+  start, images = time.perf_counter(), 0
+  while True:
+    for item in iterator_fn():
+      images += count_fn(item)
+      if time.perf_counter() - start > min_seconds:
+        return images / (time.perf_counter() - start)
+
+
+def pipeline_images_per_second(tfrecord_dir, batch_size=64, seconds=4.0):
+  """Host pipeline (decode, gray, pad; decoded faces cached as in training) alone, and
+  followed by the full batched augmentation."""
+  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", batch_size, training=True)
+  for _ in dataset:  # fills the cache, as the first training epoch does
+    pass
+  count = lambda batch: int(batch["image"].shape[0])
+  host = _timed(lambda: dataset, count, seconds)
+
+  @tf.function
+  def augmented(batch, seed):
+    return augment.augment_batch(batch["image"], batch["image_size"], batch["keypoints_px"],
+                                 seed, AUGMENT_FULL)[0]
+
+  seeds = iter(range(10 ** 9))
+  full = _timed(lambda: (augmented(b, tf.constant([next(seeds), 0], tf.int64))
+                         for b in dataset), lambda images: int(images.shape[0]), seconds)
+  return {"host_decode_pad": host, "with_full_augmentation": full}
+
+
+def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, precision="float32",
+                               steps_per_execution=1, cached=False):
+  """Training throughput with the augmentation inside the step, as `fkd_tf.train` runs."""
+  train_lib.set_precision(precision)
+  config = config_lib.TrainConfig(tfrecord_dir=tfrecord_dir, model_dir="", model=model,
+                                  batch_size=batch_size, augment=AUGMENT_FULL,
+                                  precision=precision, steps_per_execution=steps_per_execution)
+  trainer = train_lib.build_trainer(config, steps_per_epoch=steps)
+  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", batch_size, training=True,
+                                        drop_remainder=True)
+  if cached:
+    dataset = dataset.take(1).cache().repeat()
+  else:
+    dataset = dataset.repeat()
+  trainer.fit(dataset, steps_per_epoch=steps_per_execution * 3, epochs=1, verbose=0)  # warm
+  start = time.perf_counter()
+  trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+  rate = steps * batch_size / (time.perf_counter() - start)
+  train_lib.set_precision("float32")
+  return rate
+
+
+def savedmodel_figures(saved_model, image_paths, repeats=200):
+  """Latency of one face (p50, p99 ms) and batch-64 throughput, bytes in and preprocessed."""
+  model = tf.saved_model.load(saved_model)
+  serve = model.signatures["serving_default"]
+  preprocessed = model.signatures["preprocessed"]
+  encoded = [open(p, "rb").read() for p in image_paths]
+  one = tf.constant(encoded[:1])
+  frame = tf.random.uniform([1, 90, 90, 1])
+  figures = {}
+  for name, call in (("bytes", lambda x: serve(image_bytes=x)),
+                     ("preprocessed", lambda x: preprocessed(images=x))):
+    single = one if name == "bytes" else frame
+    for _ in range(10):
+      call(single)
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      call(single)
+      times.append(1000 * (time.perf_counter() - start))
+    batch = (tf.constant((encoded * 64)[:64]) if name == "bytes"
+             else tf.random.uniform([64, 90, 90, 1]))
+    call(batch)
+    start = time.perf_counter()
+    for _ in range(10):
+      call(batch)
+    figures[name] = {"p50_ms": float(np.percentile(times, 50)),
+                     "p99_ms": float(np.percentile(times, 99)),
+                     "batch64_faces_per_s": 640 / (time.perf_counter() - start)}
+  return figures
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_list("what", ["matmul", "pipeline", "train"],
+                    "Parts to run: matmul, pipeline, train, savedmodel.")
+  flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "Converted data set.")
+  flags.DEFINE_list("models", ["ppbnet"], "Models to time in training.")
+  flags.DEFINE_list("precisions", ["float32"], "Precisions to time: float32, mixed.")
+  flags.DEFINE_integer("batch_size", 64, "Training batch size.")
+  flags.DEFINE_integer("steps", 20, "Timed training steps per figure.")
+  flags.DEFINE_integer("threads", 0, "intra- and inter-op threads (0: TensorFlow's choice).")
+  flags.DEFINE_string("saved_model", None, "SavedModel version folder for 'savedmodel'.")
+  flags.DEFINE_string("images", "data/raw/test", "Folder of face images for 'savedmodel'.")
+  flags.DEFINE_string("json_out", None, "Also write the figures here as JSON.")
+
+
+def main(argv):
+  del argv
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  report = {"cpu": cpu_description(), "threads": FLAGS.threads or "default"}
+  print(f"cpu: {report['cpu']['model']}, {report['cpu']['cores']} cores, "
+        f"flags {' '.join(report['cpu']['flags'])}")
+  peak = None
+  if "matmul" in FLAGS.what:
+    peak = report["matmul_gflops"] = matmul_gflops()
+    print(f"float32 matmul peak: {peak:.1f} GFLOP/s")
+  if "pipeline" in FLAGS.what:
+    report["pipeline"] = pipeline_images_per_second(FLAGS.tfrecord_dir, FLAGS.batch_size)
+    print("input pipeline: {host_decode_pad:.0f} img/s host decode+pad, "
+          "{with_full_augmentation:.0f} img/s with full augmentation".format(
+              **report["pipeline"]))
+  if "train" in FLAGS.what:
+    report["train"] = []
+    for model in FLAGS.models:
+      flops = models.TRAIN_FLOPS_FACTOR * models.forward_flops(models.build(model))
+      for precision in FLAGS.precisions:
+        for cached in (False, True):
+          rate = training_images_per_second(FLAGS.tfrecord_dir, model, FLAGS.batch_size,
+                                            FLAGS.steps, precision, cached=cached)
+          row = {"model": model, "precision": precision,
+                 "fed_from": "cached batch" if cached else "augmented pipeline",
+                 "images_per_s": rate, "train_mflop_per_image": flops / 1e6}
+          if peak:
+            row["bound_images_per_s"] = peak * 1e9 / flops
+            row["fraction_of_bound"] = rate / row["bound_images_per_s"]
+          report["train"].append(row)
+          bound = (f", {row['fraction_of_bound']:.2f} of the bound "
+                   f"{row['bound_images_per_s']:.0f}") if peak else ""
+          print(f"train {model} {precision} from {row['fed_from']}: {rate:.0f} img/s{bound}")
+    if "pipeline" in FLAGS.what:
+      fed = [r["images_per_s"] for r in report["train"] if r["fed_from"] != "cached batch"]
+      report["pipeline_over_training"] = report["pipeline"]["host_decode_pad"] / max(fed)
+      print(f"host pipeline / fastest training: {report['pipeline_over_training']:.1f}x")
+  if "savedmodel" in FLAGS.what:
+    images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[:64]
+    report["savedmodel"] = savedmodel_figures(FLAGS.saved_model, images)
+    for name, fig in report["savedmodel"].items():
+      print(f"savedmodel {name}: one face p50 {fig['p50_ms']:.2f} ms, p99 {fig['p99_ms']:.2f}"
+            f" ms; batch 64: {fig['batch64_faces_per_s']:.0f} faces/s")
+  if FLAGS.json_out:
+    io_utils.write_json(FLAGS.json_out, report)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,76 @@
+"""Fault injection: a killed run resumes, a NaN loss stops cleanly."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import REPO, run_module
+
+EPOCHS = 8
+
+
+def _command(tfrecord_dir, model_dir, *extra):
+  return [sys.executable, "-m", "fkd_tf.train", "--flagfile=configs/smoke.flags",
+          f"--tfrecord_dir={tfrecord_dir}", f"--model_dir={model_dir}", "--batch_size=8",
+          f"--epochs={EPOCHS}", "--learning_rate=1e-3", "--export=false",
+          "--evaluate_test=false", *extra]
+
+
+def _log(model_dir):
+  path = os.path.join(model_dir, "training_log.csv")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def test_killed_run_resumes_from_last_completed_epoch(tfrecord_dir, tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  killed_dir = str(tmp_path / "killed")
+  process = subprocess.Popen(_command(tfrecord_dir, killed_dir), cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while len(_log(killed_dir)) < 2 and time.time() < deadline and process.poll() is None:
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert process.returncode == -signal.SIGKILL
+  done_before = len(_log(killed_dir))
+  assert 2 <= done_before < EPOCHS, "the run was not killed mid-way"
+
+  resumed = subprocess.run(_command(tfrecord_dir, killed_dir), cwd=REPO, env=env,
+                           capture_output=True, text=True)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  epochs = [int(row["epoch"]) for row in _log(killed_dir)]
+  # Every epoch once; the resumed process started after the last backed-up epoch.
+  assert sorted(set(epochs)) == list(range(EPOCHS))
+  assert f"Epoch {done_before + 1}/{EPOCHS}" in resumed.stdout
+  assert "Epoch 1/" not in resumed.stdout
+
+  clean_dir = str(tmp_path / "clean")
+  clean = subprocess.run(_command(tfrecord_dir, clean_dir), cwd=REPO, env=env,
+                         capture_output=True, text=True)
+  assert clean.returncode == 0, clean.stderr[-2000:]
+  final = lambda d: float(_log(d)[-1]["val_loss"])
+  # BackupAndRestore restores weights, optimizer and the augmentation seed but not the
+  # data iterator's shuffle position, so the runs differ a little, not in kind.
+  assert abs(final(killed_dir) - final(clean_dir)) <= 0.25 * final(clean_dir)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_good_outputs(tfrecord_dir, tmp_path):
+  model_dir = str(tmp_path / "nan")
+  # Step 7 is in epoch 3 (3 steps an epoch): epochs 1-2 leave good weights behind.
+  result = run_module("fkd_tf.train", *_command(tfrecord_dir, model_dir, "--export=true",
+                                                "--debug_nan_at_step=7")[3:])
+  assert result.returncode != 0
+  assert "epoch 3, batch 2 (optimizer step 8)" in result.stderr
+  best = os.path.join(model_dir, "best.weights.h5")
+  assert os.path.exists(best)
+  assert not os.path.exists(os.path.join(model_dir, "export"))
+  rows = _log(model_dir)
+  assert all(np.isfinite(float(r["val_loss"])) for r in rows[:2])
