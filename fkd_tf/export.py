@@ -62,14 +62,44 @@ class KeypointServer(tf.Module):
                                          [-1, 2 * NUM_KEYPOINTS])}
 
 
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def write_warmup_requests(path, image_bytes_list, model_name="fkd_tf"):
+  """TF Serving's warm-up file: a TFRecord of PredictionLog, one request per image, so the
+  server traces and loads everything before its first real request."""
+  from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  with tf.io.TFRecordWriter(path) as writer:
+    for image_bytes in image_bytes_list:
+      request = predict_pb2.PredictRequest(
+          model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+      request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image_bytes], tf.string))
+      log = prediction_log_pb2.PredictionLog(
+          predict_log=prediction_log_pb2.PredictLog(request=request))
+      writer.write(log.SerializeToString())
+
+
+def read_warmup_requests(path):
+  """The PredictRequests of a warm-up file (for checks and replay)."""
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  requests = []
+  for record in tf.data.TFRecordDataset(path):
+    log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    requests.append(log.predict_log.request)
+  return requests
+
+
 def next_version(export_base):
   versions = [int(d) for d in os.listdir(export_base) if d.isdigit()] if os.path.isdir(
       export_base) else []
   return max(versions, default=0) + 1
 
 
-def export(network, export_base, rescale_size, normalisation, metadata=None):
+def export(network, export_base, rescale_size, normalisation, metadata=None,
+           warmup_images=()):
   """Writes a new numeric version under export_base and returns its path.
+
+  warmup_images: encoded images for assets.extra/tf_serving_warmup_requests.
 
   The SavedModel is saved under a hidden temporary name in the same folder, then renamed:
   a reader sees either no new version or a complete one, and old versions are untouched.
@@ -89,6 +119,8 @@ def export(network, export_base, rescale_size, normalisation, metadata=None):
     with open(os.path.join(extra, "fkd_tf.json"), "w") as f:
       json.dump({"rescale_size": rescale_size, "normalisation": normalisation,
                  **(metadata or {})}, f, indent=2, sort_keys=True)
+    if warmup_images:
+      write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)
     final = os.path.join(export_base, str(version))
     os.rename(tmp, final)
   finally:

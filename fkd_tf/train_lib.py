@@ -206,6 +206,13 @@ def train_and_evaluate(config):
   return finish(config, trainer.network)
 
 
+def warmup_images(tfrecord_dir, count=4):
+  """A few encoded validation images, for the SavedModel's warm-up requests."""
+  dataset = input_pipeline.make_dataset(tfrecord_dir, "val", count, training=False,
+                                        with_bytes=True, cache=False)
+  return list(next(iter(dataset))["image_bytes"].numpy())
+
+
 def finish(config, network):
   """Evaluates the chosen weights on val (and test) and exports a SavedModel."""
   predict = evaluate.network_predictor(network, config.augment.rescale_size,
@@ -221,7 +228,8 @@ def finish(config, network):
   if config.export:
     results["export"] = export.export(
         network, os.path.join(config.model_dir, "export"), config.augment.rescale_size,
-        config.normalisation, metadata={"model": config.model})
+        config.normalisation, metadata={"model": config.model},
+        warmup_images=warmup_images(config.tfrecord_dir))
     print(f"exported SavedModel: {results['export']}")
   io_utils.write_json(os.path.join(config.model_dir, "results.json"), results)
   return results

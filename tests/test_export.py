@@ -92,6 +92,22 @@ def test_versions_are_numbered_and_complete(exported):
   assert os.path.basename(path) == "1"
   second = export.export(network, base, 100.0, "original")
   assert os.path.basename(second) == "2"
-  assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary folder left behind
+  assert all(name.isdigit() for name in os.listdir(base))  # no temporary folder left
   meta = json.load(open(os.path.join(second, "assets.extra", "fkd_tf.json")))
   assert meta["normalisation"] == "original" and meta["rescale_size"] == 100.0
+
+
+def test_warmup_file_parses_and_replays(exported, tmp_path):
+  network, base, _ = exported
+  images = [fakes.encode(face, "PNG", "RGBA") for face in _faces(2, seed=9)]
+  path = export.export(network, base, 100.0, "original", warmup_images=images)
+  warmup = os.path.join(path, "assets.extra", export.WARMUP_FILE)
+  requests = export.read_warmup_requests(warmup)
+  assert len(requests) == 2
+  model = tf.saved_model.load(path)
+  for request, image in zip(requests, images):
+    assert request.model_spec.signature_name == "serving_default"
+    replayed = tf.make_ndarray(request.inputs["image_bytes"])
+    assert replayed.tolist() == [image]
+    keypoints = model.signatures["serving_default"](image_bytes=tf.constant(replayed))
+    assert keypoints["keypoints"].shape == (1, 68, 2)
