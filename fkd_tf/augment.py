@@ -32,6 +32,11 @@ class AugmentConfig:
   blur_sigma: float = 1.0  # net pixels
   erase_prob: float = 0.0
   erase_max_fraction: float = 0.4  # of the net side, each axis
+  # Which part of the image is framed: the whole "image" (the original), or a square of
+  # region_margin x the keypoint box ("keypoints": the refining stage of a cascade, fed
+  # at serving time by the coarse stage's keypoints).
+  region: str = "image"
+  region_margin: float = 1.25
 
   def __post_init__(self):
     problems = self.problems()
@@ -53,6 +58,10 @@ class AugmentConfig:
         problems.append(f"{name}={getattr(self, name)} must be >= 0")
     if self.blur_sigma <= 0:
       problems.append(f"blur_sigma={self.blur_sigma} must be > 0")
+    if self.region not in ("image", "keypoints"):
+      problems.append(f"region={self.region!r} must be 'image' or 'keypoints'")
+    if self.region_margin < 1.0:
+      problems.append(f"region_margin={self.region_margin} must be >= 1")
     return problems
 
 
@@ -61,6 +70,13 @@ def whole_image_regions(image_size):
   size = tf.cast(image_size, tf.float32)
   zeros = tf.zeros_like(size[:, 0])
   return tf.stack([zeros, zeros, size[:, 1], size[:, 0]], axis=-1)
+
+
+def regions_for(image_size, keypoints_px, config):
+  """The regions a batch is framed from: [N, 4] (x0, y0, x1, y1) image pixels."""
+  if config.region == "keypoints":
+    return geometry.square_around_points(keypoints_px, config.region_margin)
+  return whole_image_regions(image_size)
 
 
 def warp_images(images, net_from_image, size=NET_SIZE):
@@ -220,5 +236,6 @@ def augment_batch(images, image_size, keypoints_px, seed, config):
   geometry_seed, photometric_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 2))
   images_net, keypoints_net, net_from_image = augment_geometry(
-      images, whole_image_regions(image_size), keypoints_px, geometry_seed, config)
+      images, regions_for(image_size, keypoints_px, config), keypoints_px, geometry_seed,
+      config)
   return photometric(images_net, photometric_seed, config), keypoints_net, net_from_image

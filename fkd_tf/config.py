@@ -34,6 +34,7 @@ class TrainConfig:
   evaluate_test: bool = True
   export: bool = True
   debug_nan_at_step: int = -1  # test hook: make the loss NaN at this step
+  coarse_model_dir: str = ""  # a finished whole-image run: this run refines its keypoints
 
 
 def check(config):
@@ -60,6 +61,17 @@ def check(config):
       problems.append(f"--{name}={getattr(config, name)} must be > 0")
   if config.weight_decay < 0:
     problems.append(f"--weight_decay={config.weight_decay} must be >= 0")
+  if config.coarse_model_dir and config.augment.region != "keypoints":
+    problems.append("--coarse_model_dir needs --region=keypoints (a refining stage)")
   if config.max_train_examples < 0:
     problems.append(f"--max_train_examples={config.max_train_examples} must be >= 0")
   return problems
+
+
+def from_json(values):
+  """A TrainConfig from its config.json dict (as train_lib writes it)."""
+  values = dict(values)
+  known = {f.name for f in dataclasses.fields(AugmentConfig)}
+  augment = AugmentConfig(**{k: v for k, v in values.pop("augment").items() if k in known})
+  known = {f.name for f in dataclasses.fields(TrainConfig)}
+  return TrainConfig(augment=augment, **{k: v for k, v in values.items() if k in known})

@@ -25,16 +25,24 @@ from fkd_tf.keypoints import REGIONS
 ORIGINAL_RESCALE = 100.0
 
 
-def network_predictor(network, rescale_size, normalisation):
-  """Batch dict -> keypoints_px [N, 68, 2] numpy, through a Keras network."""
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.uint8),
-                                tf.TensorSpec([None, 2], tf.int32)])
-  def predict(images, image_size):
-    keypoints_px, _, _ = inference.predict_keypoints_px(
-        network, images, augment.whole_image_regions(image_size), rescale_size, normalisation)
-    return keypoints_px
+def network_predictor(network, augment_config, normalisation):
+  """Batch dict -> keypoints_px [N, 68, 2] numpy, through a Keras network.
 
-  return lambda batch: predict(batch["image"], batch["image_size"]).numpy()
+  A refining stage (augment_config.region == "keypoints") is framed around the *true*
+  keypoints here: an oracle box, for choosing that stage; the cascade's own numbers come
+  from its SavedModel.
+  """
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.uint8),
+                                tf.TensorSpec([None, 2], tf.int32),
+                                tf.TensorSpec([None, 68, 2], tf.float32)])
+  def predict(images, image_size, keypoints_px):
+    regions = augment.regions_for(image_size, keypoints_px, augment_config)
+    predicted, _, _ = inference.predict_keypoints_px(
+        network, images, regions, augment_config.rescale_size, normalisation)
+    return predicted
+
+  return lambda batch: predict(batch["image"], batch["image_size"],
+                               batch["keypoints_px"]).numpy()
 
 
 def saved_model_predictor(saved_model_dir):

@@ -6,42 +6,65 @@ so a batch may mix sizes and formats. Versions are written under a temporary nam
 renamed to the next number, so TF Serving never sees a half-written model.
 """
 
+import dataclasses
 import json
 import os
 import shutil
+from typing import Optional
 
 import tensorflow as tf
 
-from fkd_tf import augment, inference, input_pipeline
+from fkd_tf import augment, geometry, inference, input_pipeline
 from fkd_tf.keypoints import NET_SIZE, NUM_KEYPOINTS
 
 
+@dataclasses.dataclass
+class Stage:
+  """One network of the served model and the framing it was trained with.
+
+  region_margin: None for the first stage (framed on the whole image or the given box);
+  for a refining stage, the square around the previous stage's keypoints.
+  """
+  network: object
+  rescale_size: float
+  normalisation: str
+  region_margin: Optional[float] = None
+
+
 class KeypointServer(tf.Module):
-  """The exported module: the network plus the preprocessing it was trained with."""
+  """The exported module: one network, or a coarse-to-fine cascade, with its framing."""
 
-  def __init__(self, network, rescale_size, normalisation):
+  def __init__(self, stages):
     super().__init__(name="keypoint_server")
-    self.network = network
-    self.rescale_size = float(rescale_size)
-    self.normalisation = normalisation
+    self.stages = list(stages)
+    self.networks = [stage.network for stage in self.stages]  # tracked for saving
 
-  def _frame_one(self, image_bytes, box):
+  @staticmethod
+  def _frame_one(image_bytes, box, rescale_size):
     image = input_pipeline.decode_gray(image_bytes, name="image_bytes")
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     whole = tf.stack([0.0, 0.0, size[1], size[0]])
     region = tf.where(tf.reduce_any(box != 0.0), box, whole)
     images_net, net_from_image = augment.frame_batch(image[tf.newaxis], region[tf.newaxis],
-                                                     self.rescale_size)
+                                                     rescale_size)
     return images_net[0], net_from_image[0]
 
-  def _keypoints(self, image_bytes, boxes):
+  def _run_stage(self, stage, image_bytes, regions):
     images_net, net_from_image = tf.map_fn(
-        lambda args: self._frame_one(*args), (image_bytes, boxes),
+        lambda args: self._frame_one(args[0], args[1], stage.rescale_size),
+        (image_bytes, regions),
         fn_output_signature=(tf.TensorSpec([NET_SIZE, NET_SIZE, 1], tf.float32),
                              tf.TensorSpec([3, 3], tf.float32)))
-    keypoints_norm = self.network(images_net, training=False)
-    return {"keypoints": inference.keypoints_px_from_outputs(
-        keypoints_norm, net_from_image, self.normalisation)}
+    keypoints_norm = stage.network(images_net, training=False)
+    return inference.keypoints_px_from_outputs(keypoints_norm, net_from_image,
+                                               stage.normalisation)
+
+  def _keypoints(self, image_bytes, boxes):
+    keypoints_px = self._run_stage(self.stages[0], image_bytes, boxes)
+    for stage in self.stages[1:]:
+      regions = geometry.square_around_points(keypoints_px, stage.region_margin)
+      keypoints_px = self._run_stage(stage, image_bytes, regions)
+    return {"keypoints": keypoints_px}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
   def serve_bytes(self, image_bytes):
@@ -57,8 +80,8 @@ class KeypointServer(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec([None, NET_SIZE, NET_SIZE, 1], tf.float32, name="images")])
   def serve_preprocessed(self, images):
-    """Already-framed [N, 90, 90, 1] images in [0, 1]: the network's normalised output."""
-    return {"keypoints_norm": tf.reshape(self.network(images, training=False),
+    """Already-framed [N, 90, 90, 1] images in [0, 1]: the (last) network's output."""
+    return {"keypoints_norm": tf.reshape(self.stages[-1].network(images, training=False),
                                          [-1, 2 * NUM_KEYPOINTS])}
 
 
@@ -95,9 +118,10 @@ def next_version(export_base):
   return max(versions, default=0) + 1
 
 
-def export(network, export_base, rescale_size, normalisation, metadata=None,
-           warmup_images=()):
+def export(stages, export_base, metadata=None, warmup_images=()):
   """Writes a new numeric version under export_base and returns its path.
+
+  stages: list of `Stage` (one network, or coarse then refining networks).
 
   warmup_images: encoded images for assets.extra/tf_serving_warmup_requests.
 
@@ -105,7 +129,7 @@ def export(network, export_base, rescale_size, normalisation, metadata=None,
   a reader sees either no new version or a complete one, and old versions are untouched.
   """
   os.makedirs(export_base, exist_ok=True)
-  server = KeypointServer(network, rescale_size, normalisation)
+  server = KeypointServer(stages)
   version = next_version(export_base)
   tmp = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
   try:
@@ -117,7 +141,9 @@ def export(network, export_base, rescale_size, normalisation, metadata=None,
     extra = os.path.join(tmp, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     with open(os.path.join(extra, "fkd_tf.json"), "w") as f:
-      json.dump({"rescale_size": rescale_size, "normalisation": normalisation,
+      json.dump({"stages": [{"model": stage.network.name, "rescale_size": stage.rescale_size,
+                             "normalisation": stage.normalisation,
+                             "region_margin": stage.region_margin} for stage in stages],
                  **(metadata or {})}, f, indent=2, sort_keys=True)
     if warmup_images:
       write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)

@@ -89,3 +89,18 @@ def projective_transform_params(net_from_image):
   index_map = tf.matmul(tf.matmul(minus_half[tf.newaxis], image_from_net), half[tf.newaxis])
   index_map = index_map / index_map[:, 2:3, 2:3]
   return tf.reshape(index_map, [-1, 9])[:, :8]
+
+
+def square_around_points(points, margin):
+  """A square region around each point set: side = margin x the larger side of its box.
+
+  Args:
+    points: [N, K, 2]; margin: scalar.
+  Returns:
+    [N, 4] (x0, y0, x1, y1).
+  """
+  low = tf.reduce_min(points, axis=1)
+  high = tf.reduce_max(points, axis=1)
+  centre = (low + high) / 2.0
+  half = margin * tf.reduce_max(high - low, axis=-1, keepdims=True) / 2.0
+  return tf.concat([centre - half, centre + half], axis=-1)

@@ -33,6 +33,9 @@ _AUGMENT_HELP = {
     "blur_sigma": "Sigma of that blur, net pixels.",
     "erase_prob": "Probability of erasing one random rectangle.",
     "erase_max_fraction": "Largest erased side, as a fraction of the 90 px frame.",
+    "region": "What is framed: 'image' (the whole image, the original) or 'keypoints' "
+              "(a square around the keypoints: a cascade's refining stage).",
+    "region_margin": "Side of the 'keypoints' square over the keypoint box's larger side.",
 }
 
 
@@ -68,10 +71,14 @@ def define_flags():
   flags.DEFINE_bool("evaluate_test", defaults.evaluate_test,
                     "Evaluate the chosen model on the test split at the end.")
   flags.DEFINE_bool("export", defaults.export, "Export a SavedModel at the end.")
+  flags.DEFINE_string("coarse_model_dir", defaults.coarse_model_dir,
+                      "A finished whole-image run; with --region=keypoints this run trains "
+                      "the refining stage and exports the two as one cascade SavedModel.")
   flags.DEFINE_integer("debug_nan_at_step", defaults.debug_nan_at_step,
                        "Fault injection for tests: the loss of this step becomes NaN.")
   for field in dataclasses.fields(augment.AugmentConfig):
-    define = flags.DEFINE_bool if field.type in (bool, "bool") else flags.DEFINE_float
+    define = {bool: flags.DEFINE_bool, "bool": flags.DEFINE_bool, str: flags.DEFINE_string,
+              "str": flags.DEFINE_string}.get(field.type, flags.DEFINE_float)
     define(field.name, field.default, _AUGMENT_HELP[field.name])
 
 

@@ -96,10 +96,10 @@ class ValidationFaces(keras.callbacks.Callback):
   """Draws predicted (magenta) and true (green) keypoints on a few validation faces into
   TensorBoard each epoch, and into <model_dir>/val_faces.png at the end."""
 
-  def __init__(self, batch, network, rescale_size, normalisation, log_dir, png_path):
+  def __init__(self, batch, network, augment_config, normalisation, log_dir, png_path):
     super().__init__()
     self.batch = batch
-    self.predict = evaluate.network_predictor(network, rescale_size, normalisation)
+    self.predict = evaluate.network_predictor(network, augment_config, normalisation)
     self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "val_faces"))
     self.png_path = png_path
 
@@ -135,8 +135,8 @@ def make_callbacks(config, network, val_batch, nan_guard):
       keras.callbacks.CSVLogger(os.path.join(config.model_dir, "training_log.csv"),
                                 append=True),
       keras.callbacks.TensorBoard(log_dir, histogram_freq=1, write_graph=False),
-      ValidationFaces(val_batch, network, config.augment.rescale_size, config.normalisation,
-                      log_dir, os.path.join(config.model_dir, "val_faces.png")),
+      ValidationFaces(val_batch, network, config.augment, config.normalisation, log_dir,
+                      os.path.join(config.model_dir, "val_faces.png")),
   ]
 
 
@@ -213,23 +213,57 @@ def warmup_images(tfrecord_dir, count=4):
   return list(next(iter(dataset))["image_bytes"].numpy())
 
 
+def load_network(model_dir):
+  """The best-on-validation network of a finished run, and its TrainConfig."""
+  with open(os.path.join(model_dir, "config.json")) as f:
+    config = config_lib.from_json(json.load(f))
+  trainer = build_trainer(config, steps_per_epoch=1)
+  trainer.optimizer.build(trainer.trainable_variables)
+  trainer.load_weights(os.path.join(model_dir, BEST_WEIGHTS))
+  return trainer.network, config
+
+
+def stage_of(network, config):
+  margin = config.augment.region_margin if config.augment.region == "keypoints" else None
+  return export.Stage(network, config.augment.rescale_size, config.normalisation, margin)
+
+
 def finish(config, network):
-  """Evaluates the chosen weights on val (and test) and exports a SavedModel."""
-  predict = evaluate.network_predictor(network, config.augment.rescale_size,
-                                       config.normalisation)
+  """Evaluates the chosen weights on val (and test) and exports a SavedModel.
+
+  A refining stage is evaluated on oracle boxes (around the true keypoints, label
+  "oracle box"); with --coarse_model_dir the exported cascade is evaluated end to end.
+  """
+  predict = evaluate.network_predictor(network, config.augment, config.normalisation)
   results = {}
   splits = ["val", "test"] if config.evaluate_test else ["val"]
+  oracle = config.augment.region == "keypoints"
   for split in splits:
-    summary = evaluate.evaluate_split(predict, config.tfrecord_dir, split,
-                                      os.path.join(config.model_dir, f"eval_{split}"),
-                                      label=config.model)
+    summary = evaluate.evaluate_split(
+        predict, config.tfrecord_dir, split, os.path.join(config.model_dir, f"eval_{split}"),
+        label=config.model + (" (oracle box)" if oracle else ""),
+        extra={"framing": "oracle box" if oracle else "whole image"})
     print(evaluate.format_summary(summary))
     results[split] = summary
-  if config.export:
+  stages = [stage_of(network, config)]
+  if config.coarse_model_dir:
+    stages.insert(0, stage_of(*load_network(config.coarse_model_dir)))
+  if config.export and oracle and not config.coarse_model_dir:
+    logging.warning("a refining stage without --coarse_model_dir is not exported")
+  elif config.export:
     results["export"] = export.export(
-        network, os.path.join(config.model_dir, "export"), config.augment.rescale_size,
-        config.normalisation, metadata={"model": config.model},
+        stages, os.path.join(config.model_dir, "export"),
+        metadata={"model": config.model, "coarse_model_dir": config.coarse_model_dir},
         warmup_images=warmup_images(config.tfrecord_dir))
     print(f"exported SavedModel: {results['export']}")
+    if len(stages) > 1:
+      served = evaluate.saved_model_predictor(results["export"])
+      for split in splits:
+        summary = evaluate.evaluate_split(
+            served, config.tfrecord_dir, split,
+            os.path.join(config.model_dir, f"eval_cascade_{split}"), label="cascade",
+            with_bytes=True, extra={"framing": "cascade, whole image in"})
+        print("cascade " + evaluate.format_summary(summary))
+        results[f"cascade_{split}"] = summary
   io_utils.write_json(os.path.join(config.model_dir, "results.json"), results)
   return results

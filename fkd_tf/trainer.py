@@ -65,9 +65,11 @@ class KeypointTrainer(keras.Model):
     return {"loss": self.loss_tracker.result()}
 
   def test_step(self, batch):
+    regions = augment.regions_for(batch["image_size"], batch["keypoints_px"],
+                                  self.augment_config)
     keypoints_px, keypoints_norm, net_from_image = inference.predict_keypoints_px(
-        self.network, batch["image"], augment.whole_image_regions(batch["image_size"]),
-        self.augment_config.rescale_size, self.normalisation)
+        self.network, batch["image"], regions, self.augment_config.rescale_size,
+        self.normalisation)
     target = inference.normalise(
         geometry.transform_points(net_from_image, batch["keypoints_px"]), self.normalisation)
     self.loss_tracker.update_state(self.loss_fn(target, tf.cast(keypoints_norm, tf.float32)))

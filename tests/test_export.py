@@ -26,7 +26,8 @@ def exported(tmp_path_factory):
   tf.keras.utils.set_random_seed(1)
   network = models.ppbnet()
   base = str(tmp_path_factory.mktemp("export"))
-  path = export.export(network, base, 100.0, "original", metadata={"model": "ppbnet"})
+  path = export.export([export.Stage(network, 100.0, "original")], base,
+                       metadata={"model": "ppbnet"})
   return network, base, path
 
 
@@ -90,17 +91,19 @@ def test_not_an_image_is_an_invalid_argument_naming_the_input(exported):
 def test_versions_are_numbered_and_complete(exported):
   network, base, path = exported
   assert os.path.basename(path) == "1"
-  second = export.export(network, base, 100.0, "original")
+  second = export.export([export.Stage(network, 100.0, "original")], base)
   assert os.path.basename(second) == "2"
   assert all(name.isdigit() for name in os.listdir(base))  # no temporary folder left
   meta = json.load(open(os.path.join(second, "assets.extra", "fkd_tf.json")))
-  assert meta["normalisation"] == "original" and meta["rescale_size"] == 100.0
+  assert meta["stages"] == [{"model": "ppbnet", "rescale_size": 100.0,
+                             "normalisation": "original", "region_margin": None}]
 
 
 def test_warmup_file_parses_and_replays(exported, tmp_path):
   network, base, _ = exported
   images = [fakes.encode(face, "PNG", "RGBA") for face in _faces(2, seed=9)]
-  path = export.export(network, base, 100.0, "original", warmup_images=images)
+  path = export.export([export.Stage(network, 100.0, "original")], base,
+                       warmup_images=images)
   warmup = os.path.join(path, "assets.extra", export.WARMUP_FILE)
   requests = export.read_warmup_requests(warmup)
   assert len(requests) == 2

@@ -17,7 +17,8 @@ import fakes
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
   tf.keras.utils.set_random_seed(2)
-  return export.export(models.ppbnet(), str(tmp_path_factory.mktemp("sm")), 100.0, "original")
+  return export.export([export.Stage(models.ppbnet(), 100.0, "original")],
+                       str(tmp_path_factory.mktemp("sm")))
 
 
 def test_predict_writes_json_csv_png_and_reports_bad_files(saved_model, tmp_path):

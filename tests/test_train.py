@@ -86,3 +86,29 @@ def test_base_flags_are_the_original_recipe():
   assert lines["--epochs"] == "50" and lines["--normalisation"] == "original"
   assert float(lines["--rescale_size"]) == 100 and lines["--random_crop"] == "true"
   assert records.FORMAT_VERSION == 1
+
+
+def test_refining_stage_exports_a_cascade_evaluated_end_to_end(smoke_run, tfrecord_dir,
+                                                                tmp_path):
+  coarse_dir, _ = smoke_run
+  model_dir = str(tmp_path / "refine")
+  result = run_module("fkd_tf.train", "--flagfile=configs/smoke.flags",
+                      f"--tfrecord_dir={tfrecord_dir}", f"--model_dir={model_dir}",
+                      "--batch_size=8", "--epochs=2", "--model=fknet", "--region=keypoints",
+                      "--rescale_size=90", "--random_crop=false", "--normalisation=centered",
+                      "--loss=l1", f"--coarse_model_dir={coarse_dir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "cascade test: 9 faces" in result.stdout
+  results = json.load(open(os.path.join(model_dir, "results.json")))
+  assert results["test"]["framing"] == "oracle box"
+  assert results["cascade_test"]["framing"] == "cascade, whole image in"
+  meta = json.load(open(os.path.join(results["export"], "assets.extra", "fkd_tf.json")))
+  assert [s["model"] for s in meta["stages"]] == ["ppbnet", "fknet"]
+  assert meta["stages"][1]["region_margin"] == 1.25
+
+
+def test_coarse_model_needs_a_refining_region(tmp_path):
+  result = run_module("fkd_tf.train", "--flagfile=configs/smoke.flags",
+                      f"--coarse_model_dir={tmp_path}", f"--model_dir={tmp_path / 'r'}")
+  assert result.returncode != 0 and "--coarse_model_dir needs --region=keypoints" in (
+      result.stderr)
