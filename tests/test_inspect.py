@@ -1,0 +1,67 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fkd_tf import augment, evaluate, inspect, models
+
+SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
+BOX_BLUR = np.full((3, 3), 1 / 9, np.float32)
+
+
+def hand_set_network():
+  network = models.ppbnet()
+  kernel, bias = network.get_layer("conv1").get_weights()
+  rng = np.random.default_rng(0)
+  kernel[:] = rng.normal(size=kernel.shape) * 0.1
+  kernel[:, :, 0, 0] = SOBEL_X
+  kernel[:, :, 0, 1] = BOX_BLUR
+  kernel[:, :, 0, 2] = SOBEL_X.T
+  kernel[:, :, 0, 3] = [[0.9, -0.1, 0.8], [0.7, 0.2, 0.9], [-0.05, 0.6, 0.7]]  # lopsided
+  network.get_layer("conv1").set_weights([kernel, bias])
+  return network
+
+
+def test_classification_names_hand_set_kernels():
+  kernels, name = inspect.first_conv_kernels(hand_set_network())
+  assert name == "conv1"
+  kinds = [inspect.classify_kernel(kernels[:, :, 0, i])["kind"] for i in range(4)]
+  assert kinds == ["edge", "blur", "edge", "other"]
+  sobel = inspect.classify_kernel(SOBEL_X)
+  assert abs(sobel["gradient_angle_deg"]) < 1e-6  # a horizontal gradient
+  assert abs(inspect.classify_kernel(SOBEL_X.T)["gradient_angle_deg"] - 90) < 1e-6
+  assert inspect.classify_kernel(-BOX_BLUR)["photo_negative"]
+
+
+def test_filter_grid_and_feature_maps():
+  kernels, _ = inspect.first_conv_kernels(hand_set_network())
+  assert len(inspect.kernel_tiles(kernels)) == kernels.shape[-1] == 32
+  image = np.random.default_rng(1).uniform(size=(90, 90, 1)).astype(np.float32)
+  maps = inspect.feature_maps(image, kernels)
+  expected = tf.nn.conv2d(image[np.newaxis], SOBEL_X[:, :, None, None], 1, "VALID")
+  np.testing.assert_allclose(maps[..., 0], expected.numpy()[0, ..., 0], atol=1e-5)
+  assert maps.shape == (88, 88, 32)
+
+
+def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path):
+  network = hand_set_network()
+  config = augment.AugmentConfig()
+  counts, chosen = inspect.inspect_run(network, config, "original", tfrecord_dir,
+                                       str(tmp_path / "inspect"), worst=4,
+                                       log_dir=str(tmp_path / "logs"))
+  assert sum(counts.values()) == 32 and counts["edge"] >= 2 and counts["blur"] >= 1
+  nmes = [r["nme_io"] for r in chosen]
+  assert nmes == sorted(nmes, reverse=True) and len(chosen) == 4
+  evaluate.evaluate_split(evaluate.network_predictor(network, config, "original"),
+                          tfrecord_dir, "test", str(tmp_path / "eval"))
+  per_image = {r["file_name"]: float(r["nme_io"])
+               for r in csv.DictReader(open(tmp_path / "eval" / "per_image_test.csv"))}
+  assert max(per_image.values()) == nmes[0]
+  for row in chosen:
+    assert abs(per_image[row["file_name"]] - row["nme_io"]) < 1e-6
+  for name in ("filters.png", "feature_maps.png", "filters.txt", "worst_faces.png",
+               "worst_faces.csv", "region_errors.png"):
+    assert os.path.exists(tmp_path / "inspect" / name)
+  assert os.listdir(tmp_path / "logs" / "inspect")
