@@ -27,8 +27,11 @@ def decode_gray(image_bytes, name="image"):
   Decoding is by content, never by file name: the data set's `.jpg` files are PNGs.
   Raises InvalidArgumentError naming `name` when the bytes are not an image.
   """
-  tf.debugging.Assert(is_image(image_bytes),
-                      [f"{name} is not a PNG, JPEG, GIF or BMP image"])
+  check = tf.debugging.Assert(is_image(image_bytes),
+                              [f"{name} is not a PNG, JPEG, GIF or BMP image"])
+  # In a graph the check must run before the decoder, whose own error names nothing.
+  with tf.control_dependencies([check]):
+    image_bytes = tf.identity(image_bytes)
   # channels=3 drops alpha and replicates gray, so one conversion serves every input.
   image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False,
                              dtype=tf.uint8)

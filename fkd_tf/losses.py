@@ -1,4 +1,8 @@
-"""Losses on normalised keypoints [N, 136]; each returns the batch mean (a scalar)."""
+"""Losses on normalised keypoints [N, 136]; each returns the batch mean (a scalar).
+
+Plain functions, not keras.losses.Loss objects: those divide by the number of replicas
+themselves under tf.distribute, while the trainer scales every loss in one place.
+"""
 
 import math
 
@@ -9,7 +13,11 @@ import tensorflow as tf
 def huber(delta=1.0):
   """PyTorch's SmoothL1Loss(beta=delta) with mean reduction is Keras' Huber(delta)/delta;
   at delta 1 (the original) they are the same."""
-  return keras.losses.Huber(delta=delta, reduction="sum_over_batch_size")
+  def loss(keypoints_true, keypoints_pred):
+    return tf.reduce_mean(keras.losses.huber(tf.cast(keypoints_true, tf.float32),
+                                             tf.cast(keypoints_pred, tf.float32), delta))
+
+  return loss
 
 
 def wing(width=0.1, curvature=0.02):

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import augment, config as config_lib, evaluate, export, input_pipeline, io_utils
+from fkd_tf import augment, config as config_lib, distributed, evaluate, export, input_pipeline
+from fkd_tf import io_utils
 from fkd_tf import losses, models, records, trainer as trainer_lib, visualize
 from fkd_tf.keypoints import NET_SIZE
 
@@ -21,12 +22,13 @@ BEST_WEIGHTS = "best.weights.h5"
 
 
 def make_strategy(name):
-  """tf.distribute strategy by name: default (one device) or mirrored (all local GPUs)."""
+  """tf.distribute strategy by name: default (one device), mirrored (all local GPUs),
+  multi_worker (the cluster in TF_CONFIG)."""
   if name == "mirrored":
     return tf.distribute.MirroredStrategy()
-  if name == "default":
-    return tf.distribute.get_strategy()
-  raise ValueError(f"--strategy={name!r} is not supported by the fit path")
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  return tf.distribute.get_strategy()
 
 
 def set_precision(precision):
@@ -123,7 +125,11 @@ class ValidationFaces(keras.callbacks.Callback):
     io_utils.save_png(self.panel(), self.png_path)
 
 
-def make_callbacks(config, network, val_batch, nan_guard):
+def make_callbacks(config, network, val_batch, nan_guard, chief=True, worker=0):
+  """Every worker keeps its own backup (to resume); only the chief writes the rest."""
+  if not chief:
+    return [nan_guard, GuardedBackupAndRestore(
+        os.path.join(config.model_dir, f"backup_worker{worker}"))]
   log_dir = os.path.join(config.model_dir, "logs")
   return [
       LearningRateLogger(),
@@ -170,9 +176,13 @@ def train_and_evaluate(config):
   if problems:
     raise ValueError("bad training settings:\n  " + "\n  ".join(problems))
   info = records.read_dataset_info(config.tfrecord_dir)
+  # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TF work.
+  strategy = make_strategy(config.strategy)
+  chief = config.strategy != "multi_worker" or distributed.is_chief()
   os.makedirs(config.model_dir, exist_ok=True)
-  io_utils.write_json(os.path.join(config.model_dir, "config.json"), config_to_json(config))
-  io_utils.write_json(os.path.join(config.model_dir, "dataset_info.json"), info)
+  if chief:
+    io_utils.write_json(os.path.join(config.model_dir, "config.json"), config_to_json(config))
+    io_utils.write_json(os.path.join(config.model_dir, "dataset_info.json"), info)
   keras.utils.set_random_seed(config.seed)
   policy = set_precision(config.precision)
   logging.info("precision policy %s", policy)
@@ -188,13 +198,19 @@ def train_and_evaluate(config):
                                        training=False)
   val_batch = next(iter(val_ds.unbatch().take(8).padded_batch(8)))
 
-  strategy = make_strategy(config.strategy)
   with strategy.scope():
     trainer = build_trainer(config, steps_per_epoch)
   nan_guard = NaNGuard()
-  trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-              callbacks=make_callbacks(config, trainer.network, val_batch, nan_guard),
-              verbose=2, shuffle=False)  # the dataset shuffles itself
+  if config.strategy == "multi_worker":
+    _, worker, _ = distributed.task_info()
+    callbacks = make_callbacks(config, trainer.network, val_batch, nan_guard, chief, worker)
+    distributed.fit(trainer, strategy, lambda context: distributed_train_dataset(
+        config, context), train_count // config.batch_size, config.epochs, val_ds, callbacks)
+    print(f"final weights checksum: {distributed.weights_checksum(trainer.network):.10e}")
+  else:
+    trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                callbacks=make_callbacks(config, trainer.network, val_batch, nan_guard),
+                verbose=2, shuffle=False)  # the dataset shuffles itself
   if nan_guard.where:
     epoch, batch, step = nan_guard.where
     raise FloatingPointError(
@@ -202,8 +218,21 @@ def train_and_evaluate(config):
         f"step {step}); training stopped. The best weights so far ({BEST_WEIGHTS}), the last "
         f"good backup and earlier exports in {config.model_dir} are untouched.")
 
+  if not chief:
+    return {}
   trainer.load_weights(os.path.join(config.model_dir, BEST_WEIGHTS))
   return finish(config, trainer.network)
+
+
+def distributed_train_dataset(config, context):
+  """One worker's share of the training data: its own records, per-replica batches,
+  repeated (every worker runs the same number of steps, as collectives require)."""
+  return input_pipeline.make_dataset(
+      config.tfrecord_dir, "train", context.get_per_replica_batch_size(config.batch_size),
+      training=True, seed=config.seed, drop_remainder=True,
+      num_input_pipelines=context.num_input_pipelines,
+      input_pipeline_id=context.input_pipeline_id,
+      max_examples=config.max_train_examples).repeat()
 
 
 def warmup_images(tfrecord_dir, count=4):

@@ -44,9 +44,18 @@ class KeypointTrainer(keras.Model):
     return self.network(images, training=training)
 
   def _next_seed(self):
-    return tf.cast(self.seed_generator.next(), tf.int64)
+    # Each replica draws its own augmentation from the shared stream.
+    replica = tf.distribute.get_replica_context()
+    replica_id = replica.replica_id_in_sync_group if replica else 0
+    seed = tf.cast(self.seed_generator.next(), tf.int64)
+    return seed + tf.cast(tf.stack([0, replica_id]), tf.int64)
 
   def train_step(self, batch):
+    self.loss_tracker.update_state(self.update_on_batch(batch))
+    return {"loss": self.loss_tracker.result()}
+
+  def update_on_batch(self, batch):
+    """Augments, steps the optimizer once and returns this replica's mean loss."""
     images_net, keypoints_net, _ = augment.augment_batch(
         batch["image"], batch["image_size"], batch["keypoints_px"], self._next_seed(),
         self.augment_config)
@@ -58,13 +67,15 @@ class KeypointTrainer(keras.Model):
         loss = loss + tf.add_n(self.network.losses)
       if self.nan_at_step >= 0:
         loss = tf.where(self.optimizer.iterations == self.nan_at_step, float("nan"), loss)
-      scaled = self.optimizer.scale_loss(loss)
+      # Gradients are summed over replicas, so each replica contributes its mean / count.
+      replicas = tf.distribute.get_strategy().num_replicas_in_sync
+      scaled = self.optimizer.scale_loss(loss / replicas)
     variables = self.network.trainable_variables
     self.optimizer.apply(tape.gradient(scaled, variables), variables)
-    self.loss_tracker.update_state(loss)
-    return {"loss": self.loss_tracker.result()}
+    return loss
 
-  def test_step(self, batch):
+  def evaluate_batch(self, batch):
+    """Evaluation-frame loss (batch mean) and NME_io per face [N] of one batch."""
     regions = augment.regions_for(batch["image_size"], batch["keypoints_px"],
                                   self.augment_config)
     keypoints_px, keypoints_norm, net_from_image = inference.predict_keypoints_px(
@@ -72,6 +83,11 @@ class KeypointTrainer(keras.Model):
         self.normalisation)
     target = inference.normalise(
         geometry.transform_points(net_from_image, batch["keypoints_px"]), self.normalisation)
-    self.loss_tracker.update_state(self.loss_fn(target, tf.cast(keypoints_norm, tf.float32)))
-    self.nme_tracker.update_state(metrics.nme(keypoints_px, batch["keypoints_px"]))
+    loss = self.loss_fn(target, tf.cast(keypoints_norm, tf.float32))
+    return loss, metrics.nme(keypoints_px, batch["keypoints_px"])
+
+  def test_step(self, batch):
+    loss, nme = self.evaluate_batch(batch)
+    self.loss_tracker.update_state(loss)
+    self.nme_tracker.update_state(nme)
     return {"loss": self.loss_tracker.result(), "nme_io": self.nme_tracker.result()}
