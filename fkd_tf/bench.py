@@ -8,7 +8,6 @@ the real pipeline and from one cached batch, each as a fraction of the bound
 peak / (3 x forward FLOPs); SavedModel latency and throughput.
 """
 
-import json
 import os
 import platform
 import time
@@ -17,7 +16,7 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import augment, config as config_lib, input_pipeline, io_utils, models
+from fkd_tf import augment, config as config_lib, input_pipeline, io_utils, models, predict
 from fkd_tf import train_lib
 
 AUGMENT_FULL = augment.AugmentConfig(max_rotation_deg=15, min_scale=0.9, max_scale=1.1,
@@ -83,13 +82,14 @@ def pipeline_images_per_second(tfrecord_dir, batch_size=64, seconds=4.0):
   return {"host_decode_pad": host, "with_full_augmentation": full}
 
 
-def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, precision="float32",
-                               steps_per_execution=1, cached=False):
+def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, mixed=False,
+                               steps_per_execution=1, cached=False, jit_compile=False):
   """Training throughput with the augmentation inside the step, as `fkd_tf.train` runs."""
-  train_lib.set_precision(precision)
+  train_lib.set_precision(mixed)
   config = config_lib.TrainConfig(tfrecord_dir=tfrecord_dir, model_dir="", model=model,
                                   batch_size=batch_size, augment=AUGMENT_FULL,
-                                  precision=precision, steps_per_execution=steps_per_execution)
+                                  mixed_precision=mixed, jit_compile=jit_compile,
+                                  steps_per_execution=steps_per_execution)
   trainer = train_lib.build_trainer(config, steps_per_epoch=steps)
   dataset = input_pipeline.make_dataset(tfrecord_dir, "train", batch_size, training=True,
                                         drop_remainder=True)
@@ -101,11 +101,12 @@ def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, pre
   start = time.perf_counter()
   trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
   rate = steps * batch_size / (time.perf_counter() - start)
-  train_lib.set_precision("float32")
+  train_lib.set_precision(False)
   return rate
 
 
 def savedmodel_figures(saved_model, image_paths, repeats=200):
+  saved_model = predict.resolve_saved_model(saved_model)
   """Latency of one face (p50, p99 ms) and batch-64 throughput, bytes in and preprocessed."""
   model = tf.saved_model.load(saved_model)
   serve = model.signatures["serving_default"]
@@ -144,11 +145,14 @@ def define_flags():
                     "Parts to run: matmul, pipeline, train, savedmodel.")
   flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "Converted data set.")
   flags.DEFINE_list("models", ["ppbnet"], "Models to time in training.")
-  flags.DEFINE_list("precisions", ["float32"], "Precisions to time: float32, mixed.")
+  flags.DEFINE_list("variants", ["float32"], "Training variants to time, each a +-joined "
+                    "set of: float32, mixed (bf16/fp16), jit, spe8 (steps_per_execution 8).")
   flags.DEFINE_integer("batch_size", 64, "Training batch size.")
   flags.DEFINE_integer("steps", 20, "Timed training steps per figure.")
+  flags.DEFINE_float("seconds", 4.0, "Seconds to time the input pipeline for.")
   flags.DEFINE_integer("threads", 0, "intra- and inter-op threads (0: TensorFlow's choice).")
-  flags.DEFINE_string("saved_model", None, "SavedModel version folder for 'savedmodel'.")
+  flags.DEFINE_string("saved_model", predict.DEFAULT_SAVED_MODEL,
+                      "SavedModel (version folder or base) for 'savedmodel'.")
   flags.DEFINE_string("images", "data/raw/test", "Folder of face images for 'savedmodel'.")
   flags.DEFINE_string("json_out", None, "Also write the figures here as JSON.")
 
@@ -166,7 +170,8 @@ def main(argv):
     peak = report["matmul_gflops"] = matmul_gflops()
     print(f"float32 matmul peak: {peak:.1f} GFLOP/s")
   if "pipeline" in FLAGS.what:
-    report["pipeline"] = pipeline_images_per_second(FLAGS.tfrecord_dir, FLAGS.batch_size)
+    report["pipeline"] = pipeline_images_per_second(FLAGS.tfrecord_dir, FLAGS.batch_size,
+                                                    FLAGS.seconds)
     print("input pipeline: {host_decode_pad:.0f} img/s host decode+pad, "
           "{with_full_augmentation:.0f} img/s with full augmentation".format(
               **report["pipeline"]))
@@ -174,11 +179,14 @@ def main(argv):
     report["train"] = []
     for model in FLAGS.models:
       flops = models.TRAIN_FLOPS_FACTOR * models.forward_flops(models.build(model))
-      for precision in FLAGS.precisions:
+      for variant in FLAGS.variants:
+        parts = set(variant.split("+"))
         for cached in (False, True):
-          rate = training_images_per_second(FLAGS.tfrecord_dir, model, FLAGS.batch_size,
-                                            FLAGS.steps, precision, cached=cached)
-          row = {"model": model, "precision": precision,
+          rate = training_images_per_second(
+              FLAGS.tfrecord_dir, model, FLAGS.batch_size, FLAGS.steps, "mixed" in parts,
+              steps_per_execution=8 if "spe8" in parts else 1, cached=cached,
+              jit_compile="jit" in parts)
+          row = {"model": model, "variant": variant,
                  "fed_from": "cached batch" if cached else "augmented pipeline",
                  "images_per_s": rate, "train_mflop_per_image": flops / 1e6}
           if peak:
@@ -187,7 +195,7 @@ def main(argv):
           report["train"].append(row)
           bound = (f", {row['fraction_of_bound']:.2f} of the bound "
                    f"{row['bound_images_per_s']:.0f}") if peak else ""
-          print(f"train {model} {precision} from {row['fed_from']}: {rate:.0f} img/s{bound}")
+          print(f"train {model} {variant} from {row['fed_from']}: {rate:.0f} img/s{bound}")
     if "pipeline" in FLAGS.what:
       fed = [r["images_per_s"] for r in report["train"] if r["fed_from"] != "cached batch"]
       report["pipeline_over_training"] = report["pipeline"]["host_decode_pad"] / max(fed)

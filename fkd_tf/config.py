@@ -8,7 +8,6 @@ from fkd_tf.keypoints import NORMALISATIONS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("float32", "mixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +25,7 @@ class TrainConfig:
   weight_decay: float = 0.0
   seed: int = 0
   augment: AugmentConfig = AugmentConfig()
-  precision: str = "float32"
+  mixed_precision: bool = False  # bfloat16 on CPUs, float16 on GPUs
   jit_compile: bool = False
   steps_per_execution: int = 1
   strategy: str = "default"
@@ -49,8 +48,6 @@ def check(config):
                     f"{sorted(NORMALISATIONS)}")
   if config.lr_schedule not in SCHEDULES:
     problems.append(f"--lr_schedule={config.lr_schedule!r}: choose one of {SCHEDULES}")
-  if config.precision not in PRECISIONS:
-    problems.append(f"--precision={config.precision!r}: choose one of {PRECISIONS}")
   if config.strategy not in STRATEGIES:
     problems.append(f"--strategy={config.strategy!r}: choose one of {STRATEGIES}")
   for name in ("epochs", "batch_size", "steps_per_execution"):

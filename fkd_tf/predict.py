@@ -8,7 +8,6 @@ to the photo. An unreadable file is reported by name and the rest continue.
 """
 
 import io
-import json
 import os
 import sys
 

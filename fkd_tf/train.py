@@ -59,8 +59,8 @@ def define_flags():
                      "0 keeps plain Adam.")
   flags.DEFINE_integer("seed", defaults.seed, "Seed of initialisation, shuffling and "
                        "augmentation.")
-  flags.DEFINE_string("precision", defaults.precision, "float32, or mixed (bfloat16 on CPU, "
-                      "float16 on GPU).")
+  flags.DEFINE_bool("mixed_precision", defaults.mixed_precision, "Compute in bfloat16 on "
+                    "CPUs, float16 on GPUs (variables and the output layer stay float32).")
   flags.DEFINE_bool("jit_compile", defaults.jit_compile, "XLA-compile the train step.")
   flags.DEFINE_integer("steps_per_execution", defaults.steps_per_execution,
                        "Train steps per tf.function call.")

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import augment, config as config_lib, distributed, evaluate, export, input_pipeline
+from fkd_tf import config as config_lib, distributed, evaluate, export, input_pipeline
 from fkd_tf import io_utils
 from fkd_tf import losses, models, records, trainer as trainer_lib, visualize
 from fkd_tf.keypoints import NET_SIZE
@@ -31,9 +31,9 @@ def make_strategy(name):
   return tf.distribute.get_strategy()
 
 
-def set_precision(precision):
-  """'mixed' means bfloat16 on CPUs and float16 on GPUs; returns the policy name."""
-  if precision == "mixed":
+def set_precision(mixed):
+  """Mixed precision is bfloat16 on CPUs and float16 on GPUs; returns the policy name."""
+  if mixed:
     policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
   else:
     policy = "float32"
@@ -184,7 +184,7 @@ def train_and_evaluate(config):
     io_utils.write_json(os.path.join(config.model_dir, "config.json"), config_to_json(config))
     io_utils.write_json(os.path.join(config.model_dir, "dataset_info.json"), info)
   keras.utils.set_random_seed(config.seed)
-  policy = set_precision(config.precision)
+  policy = set_precision(config.mixed_precision)
   logging.info("precision policy %s", policy)
 
   train_count = info["splits"]["train"]["count"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fkd_tf import augment, export, inference, input_pipeline, models
+from fkd_tf import augment, export, inference, models
 import fakes
 
 LOAD_AND_RUN = r"""

@@ -1,7 +1,6 @@
 import csv
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 

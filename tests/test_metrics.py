@@ -1,5 +1,4 @@
 import numpy as np
-import tensorflow as tf
 
 from fkd_tf import metrics
 import fakes

@@ -68,9 +68,9 @@ def test_missing_flagfile_and_missing_data_are_named(tmp_path):
 
 def test_config_check_names_each_problem():
   config = config_lib.TrainConfig(tfrecord_dir="x", model_dir="y", loss="l7", epochs=0,
-                                  learning_rate=0.0, precision="fp8")
+                                  learning_rate=0.0, batch_size=0)
   problems = "\n".join(config_lib.check(config))
-  for name in ("--loss", "--epochs", "--learning_rate", "--precision"):
+  for name in ("--loss", "--epochs", "--learning_rate", "--batch_size"):
     assert name in problems
   assert config_lib.check(config_lib.TrainConfig(tfrecord_dir="x", model_dir="y")) == []
   with pytest.raises(ValueError, match="min_scale"):
