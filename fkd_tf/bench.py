@@ -137,12 +137,41 @@ def savedmodel_figures(saved_model, image_paths, repeats=200):
   return figures
 
 
+def rss_mb():
+  """Resident memory of this process, MB (Linux)."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 1024.0
+  return float("nan")
+
+
+def load_figures(saved_model, image_paths, calls=10000, batch_sizes=(1, 2, 5, 8, 3)):
+  """Calls serving_default `calls` times with mixed batch sizes; RSS after warm-up (the
+  first 10 % of calls) and at the end."""
+  serve = tf.saved_model.load(predict.resolve_saved_model(saved_model)).signatures[
+      "serving_default"]
+  encoded = [open(p, "rb").read() for p in image_paths]
+  warm = max(1, calls // 10)
+  start = time.perf_counter()
+  samples = []
+  for call in range(calls):
+    size = batch_sizes[call % len(batch_sizes)]
+    offset = call % max(1, len(encoded) - size)
+    serve(image_bytes=tf.constant(encoded[offset:offset + size]))
+    if call + 1 == warm or (call + 1) % max(1, calls // 10) == 0:
+      samples.append(rss_mb())
+  return {"calls": calls, "seconds": time.perf_counter() - start,
+          "rss_after_warmup_mb": samples[0], "rss_end_mb": samples[-1],
+          "rss_max_mb": max(samples), "rss_growth_mb": samples[-1] - samples[0]}
+
+
 FLAGS = flags.FLAGS
 
 
 def define_flags():
   flags.DEFINE_list("what", ["matmul", "pipeline", "train"],
-                    "Parts to run: matmul, pipeline, train, savedmodel.")
+                    "Parts to run: matmul, pipeline, train, savedmodel, load.")
   flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "Converted data set.")
   flags.DEFINE_list("models", ["ppbnet"], "Models to time in training.")
   flags.DEFINE_list("variants", ["float32"], "Training variants to time, each a +-joined "
@@ -154,6 +183,7 @@ def define_flags():
   flags.DEFINE_string("saved_model", predict.DEFAULT_SAVED_MODEL,
                       "SavedModel (version folder or base) for 'savedmodel'.")
   flags.DEFINE_string("images", "data/raw/test", "Folder of face images for 'savedmodel'.")
+  flags.DEFINE_integer("calls", 10000, "Calls for 'load' (mixed batch sizes 1-8).")
   flags.DEFINE_string("json_out", None, "Also write the figures here as JSON.")
 
 
@@ -206,6 +236,12 @@ def main(argv):
     for name, fig in report["savedmodel"].items():
       print(f"savedmodel {name}: one face p50 {fig['p50_ms']:.2f} ms, p99 {fig['p99_ms']:.2f}"
             f" ms; batch 64: {fig['batch64_faces_per_s']:.0f} faces/s")
+  if "load" in FLAGS.what:
+    images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[:64]
+    report["load"] = load_figures(FLAGS.saved_model, images, FLAGS.calls)
+    print("load: {calls} calls in {seconds:.0f} s; RSS {rss_after_warmup_mb:.0f} MB after "
+          "warm-up, {rss_end_mb:.0f} MB at the end (max {rss_max_mb:.0f}, growth "
+          "{rss_growth_mb:+.1f} MB)".format(**report["load"]))
   if FLAGS.json_out:
     io_utils.write_json(FLAGS.json_out, report)
 

@@ -45,6 +45,14 @@ class KeypointServer(tf.Module):
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     whole = tf.stack([0.0, 0.0, size[1], size[0]])
     region = tf.where(tf.reduce_any(box != 0.0), box, whole)
+    # A box must have a size and overlap its image; anything else would frame nothing.
+    valid = tf.reduce_all([region[2] > region[0], region[3] > region[1], region[0] < size[1],
+                           region[1] < size[0], region[2] > 0.0, region[3] > 0.0])
+    check = tf.debugging.Assert(valid, ["boxes: a box (x0, y0, x1, y1) is empty or lies "
+                                        "outside its image; box:", region, "image (h, w):",
+                                        size])
+    with tf.control_dependencies([check]):
+      region = tf.identity(region)
     images_net, net_from_image = augment.frame_batch(image[tf.newaxis], region[tf.newaxis],
                                                      rescale_size)
     return images_net[0], net_from_image[0]
@@ -60,10 +68,16 @@ class KeypointServer(tf.Module):
                                                stage.normalisation)
 
   def _keypoints(self, image_bytes, boxes):
-    keypoints_px = self._run_stage(self.stages[0], image_bytes, boxes)
-    for stage in self.stages[1:]:
-      regions = geometry.square_around_points(keypoints_px, stage.region_margin)
-      keypoints_px = self._run_stage(stage, image_bytes, regions)
+    def run():
+      keypoints_px = self._run_stage(self.stages[0], image_bytes, boxes)
+      for stage in self.stages[1:]:
+        regions = geometry.square_around_points(keypoints_px, stage.region_margin)
+        keypoints_px = self._run_stage(stage, image_bytes, regions)
+      return keypoints_px
+
+    # An empty request gets an empty answer (convolutions reject a batch of zero on CPU).
+    keypoints_px = tf.cond(tf.size(image_bytes) > 0, run,
+                           lambda: tf.zeros([0, NUM_KEYPOINTS, 2], tf.float32))
     return {"keypoints": keypoints_px}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])

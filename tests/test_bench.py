@@ -7,7 +7,7 @@ def test_bench_quick_subset_prints_and_writes_figures(smoke_run, tfrecord_dir, r
                                                       tmp_path):
   model_dir, _ = smoke_run
   out = tmp_path / "bench.json"
-  result = run_module("fkd_tf.bench", "--what=matmul,pipeline,train,savedmodel",
+  result = run_module("fkd_tf.bench", "--what=matmul,pipeline,train,savedmodel,load", "--calls=50",
                       f"--tfrecord_dir={tfrecord_dir}", "--batch_size=8", "--steps=2",
                       "--seconds=0.5", f"--saved_model={model_dir}/export",
                       f"--images={raw_dir}/test", f"--json_out={out}")
@@ -21,4 +21,5 @@ def test_bench_quick_subset_prints_and_writes_figures(smoke_run, tfrecord_dir, r
     assert row["images_per_s"] > 0 and 0 < row["fraction_of_bound"]
     assert abs(row["train_mflop_per_image"] - 3 * 156.585984) < 1e-3
   assert report["savedmodel"]["bytes"]["p99_ms"] >= report["savedmodel"]["bytes"]["p50_ms"]
+  assert report["load"]["calls"] == 50 and report["load"]["rss_end_mb"] > 0
   assert "float32 matmul peak" in result.stdout and "of the bound" in result.stdout

@@ -114,3 +114,19 @@ def test_warmup_file_parses_and_replays(exported, tmp_path):
     assert replayed.tolist() == [image]
     keypoints = model.signatures["serving_default"](image_bytes=tf.constant(replayed))
     assert keypoints["keypoints"].shape == (1, 68, 2)
+
+
+def test_empty_batch_bad_box_and_huge_image(exported):
+  model = tf.saved_model.load(exported[2])
+  empty = model.signatures["serving_default"](image_bytes=tf.constant([], tf.string))
+  assert empty["keypoints"].shape == (0, 68, 2)
+  face = fakes.encode(_faces(1, seed=3)[0])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="lies outside its image"):
+    model.signatures["with_boxes"](image_bytes=tf.constant([face]),
+                                   boxes=tf.constant([[5000.0, 5000.0, 5100.0, 5100.0]]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="is empty or lies outside"):
+    model.signatures["with_boxes"](image_bytes=tf.constant([face]),
+                                   boxes=tf.constant([[50.0, 50.0, 40.0, 80.0]]))
+  huge = fakes.encode(np.zeros((8000, 8000), np.uint8))  # a small file, 64 Mpixel decoded
+  with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes is too large"):
+    model.signatures["serving_default"](image_bytes=tf.constant([huge]))

@@ -74,3 +74,42 @@ def test_nan_loss_stops_with_the_step_and_keeps_good_outputs(tfrecord_dir, tmp_p
   assert not os.path.exists(os.path.join(model_dir, "export"))
   rows = _log(model_dir)
   assert all(np.isfinite(float(r["val_loss"])) for r in rows[:2])
+
+
+SLOW_CONVERT = r"""
+import sys, time
+import tensorflow as tf
+from tools import convert_to_tfrecord
+real_writer = tf.io.TFRecordWriter
+class SlowWriter(real_writer):
+  def write(self, record):
+    time.sleep(0.05)
+    super().write(record)
+convert_to_tfrecord.tf.io.TFRecordWriter = SlowWriter
+convert_to_tfrecord.convert(sys.argv[1], sys.argv[2], val_fraction=0.2, examples_per_shard=2)
+"""
+
+
+def test_killed_converter_leaves_no_incomplete_shard_and_a_rerun_completes(raw_dir, tmp_path):
+  from tools import convert_to_tfrecord  # pylint: disable=g-import-not-at-top
+  output = str(tmp_path / "records")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  process = subprocess.Popen([sys.executable, "-c", SLOW_CONVERT, raw_dir, output], env=env,
+                             stderr=subprocess.DEVNULL)
+  partial = lambda: [n for n in os.listdir(tmp_path) if ".partial-" in n]
+  deadline = time.time() + 120
+  while time.time() < deadline and process.poll() is None:
+    written = [f for p in partial() for f in os.listdir(tmp_path / p)]
+    if len(written) >= 3:
+      break
+    time.sleep(0.02)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert process.returncode == -signal.SIGKILL, "the converter finished before the kill"
+  assert not os.path.exists(output)  # nothing under the final name
+  assert partial()  # what the killed run left is hidden under its temporary name
+  convert_to_tfrecord.convert(raw_dir, output, val_fraction=0.2, examples_per_shard=2)
+  assert not partial()  # the rerun cleared the dead run's leftovers
+  from fkd_tf import records  # pylint: disable=g-import-not-at-top
+  info = records.read_dataset_info(output)
+  assert sum(s["count"] for s in info["splits"].values()) == 39

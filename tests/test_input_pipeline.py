@@ -61,3 +61,12 @@ def test_max_examples_and_worker_sharding(tfrecord_dir):
                                               num_input_pipelines=2, input_pipeline_id=i))
             for i in range(2)]
   assert halves == [12, 12]
+
+
+def test_header_pixels_of_png_and_jpeg():
+  for fmt in ("PNG", "JPEG"):
+    encoded = fakes.encode(np.zeros((37, 53), np.uint8), fmt)
+    assert int(input_pipeline.header_pixels(tf.constant(encoded))) == 37 * 53
+  with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
+    input_pipeline.decode_gray(tf.constant(fakes.encode(np.zeros((40, 40), np.uint8))),
+                               max_pixels=1000)

@@ -195,8 +195,9 @@ def convert(data_dir, output_dir, val_fraction=0.1, split_seed=0, examples_per_s
 
   parent = os.path.dirname(os.path.abspath(output_dir))
   os.makedirs(parent, exist_ok=True)
-  partial = os.path.join(parent, f".{os.path.basename(os.path.abspath(output_dir))}"
-                                 f".partial-{os.getpid()}")
+  prefix = f".{os.path.basename(os.path.abspath(output_dir))}.partial-"
+  _remove_stale_partials(parent, prefix)
+  partial = os.path.join(parent, f"{prefix}{os.getpid()}")
   os.makedirs(partial)
   try:
     splits = {split: write_split(examples[split], partial, split, examples_per_shard,
@@ -222,6 +223,21 @@ def convert(data_dir, output_dir, val_fraction=0.1, split_seed=0, examples_per_s
     if os.path.exists(partial):
       shutil.rmtree(partial)
   return info
+
+
+def _remove_stale_partials(parent, prefix):
+  """Removes what a killed run left: partial folders whose process is gone."""
+  for name in os.listdir(parent):
+    if not name.startswith(prefix):
+      continue
+    pid = name[len(prefix):].split(".")[0]
+    try:
+      os.kill(int(pid), 0)
+      continue  # that converter is still running
+    except (ValueError, ProcessLookupError):
+      shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    except PermissionError:
+      continue
 
 
 def _check_output_dir(output_dir, fingerprint, overwrite):
