@@ -137,6 +137,30 @@ def savedmodel_figures(saved_model, image_paths, repeats=200):
   return figures
 
 
+def dlib_figures(image_paths, repeats=3):
+  """dlib's 68-point shape predictor on the same faces (box: the whole image), ms/face.
+
+  dlib runs on one thread. Returns None when the `bench` extra is not installed.
+  """
+  try:
+    import dlib  # pylint: disable=g-import-not-at-top
+    import face_recognition_models  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+  faces = [np.asarray(Image.open(p).convert("L")) for p in image_paths]
+  times = []
+  for _ in range(repeats):
+    for face in faces:
+      box = dlib.rectangle(0, 0, face.shape[1] - 1, face.shape[0] - 1)
+      start = time.perf_counter()
+      predictor(face, box)
+      times.append(1000 * (time.perf_counter() - start))
+  return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
+          "faces": len(faces)}
+
+
 def rss_mb():
   """Resident memory of this process, MB (Linux)."""
   with open("/proc/self/status") as f:
@@ -171,7 +195,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   flags.DEFINE_list("what", ["matmul", "pipeline", "train"],
-                    "Parts to run: matmul, pipeline, train, savedmodel, load.")
+                    "Parts to run: matmul, pipeline, train, savedmodel, dlib, load.")
   flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "Converted data set.")
   flags.DEFINE_list("models", ["ppbnet"], "Models to time in training.")
   flags.DEFINE_list("variants", ["float32"], "Training variants to time, each a +-joined "
@@ -236,6 +260,18 @@ def main(argv):
     for name, fig in report["savedmodel"].items():
       print(f"savedmodel {name}: one face p50 {fig['p50_ms']:.2f} ms, p99 {fig['p99_ms']:.2f}"
             f" ms; batch 64: {fig['batch64_faces_per_s']:.0f} faces/s")
+  if "dlib" in FLAGS.what:
+    images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[:64]
+    report["dlib"] = dlib_figures(images)
+    if report["dlib"] is None:
+      print("dlib: skipped (pip install -e '.[bench]' for dlib-bin and its 68-point model)")
+    else:
+      print("dlib 68-point predictor: one face p50 {p50_ms:.2f} ms, p99 {p99_ms:.2f} ms "
+            "(one thread)".format(**report["dlib"]))
+      if "savedmodel" in report:
+        ratio = report["savedmodel"]["bytes"]["p50_ms"] / report["dlib"]["p50_ms"]
+        report["savedmodel_over_dlib"] = ratio
+        print(f"one face, SavedModel from bytes / dlib: {ratio:.2f}x")
   if "load" in FLAGS.what:
     images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[:64]
     report["load"] = load_figures(FLAGS.saved_model, images, FLAGS.calls)

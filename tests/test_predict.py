@@ -92,3 +92,28 @@ def test_client_against_a_local_stand_in_for_tf_serving(saved_model):
   assert seen == ["/v1/models/fkd_tf:predict"]
   expected = serve(image_bytes=tf.constant([face]))["keypoints"].numpy()
   np.testing.assert_allclose(keypoints, expected, atol=1e-3)
+
+
+def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_path):
+  pytest.importorskip("cv2")
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  line = open(os.path.join(real_dir, "test_frames_keypoints.csv")).readlines()[11]
+  face = Image.open(os.path.join(real_dir, "test", line.split(",", 1)[0])).convert("RGB")
+  face = face.resize((face.width * 2, face.height * 2))
+  photo = Image.new("RGB", (face.width + 300, face.height + 200), (90, 110, 130))
+  photo.paste(face, (200, 120))
+  photo.save(tmp_path / "photo.png")
+  Image.new("RGB", (300, 200), (128, 128, 128)).save(tmp_path / "blank.png")
+  predictor = predict.Predictor(saved_model)
+  record = predict.predict_file(predictor, str(tmp_path / "photo.png"), str(tmp_path / "out"),
+                                detect_faces=True)
+  assert record["faces"], "no face found in a photo with a clear face"
+  truth_centre = np.array([200 + face.width / 2, 120 + face.height / 2])
+  centres = [np.mean(np.reshape(f["region"], (2, 2)), axis=0) for f in record["faces"]]
+  assert min(np.linalg.norm(c - truth_centre) for c in centres) < face.width / 2
+  for found in record["faces"]:
+    assert np.array(found["keypoints"]).shape == (68, 2)
+  blank = predict.predict_file(predictor, str(tmp_path / "blank.png"), str(tmp_path / "out"),
+                               detect_faces=True)
+  assert blank["faces"] == []
+  assert (tmp_path / "out" / "photo.png").exists()
