@@ -167,3 +167,29 @@ def export(stages, export_base, metadata=None, warmup_images=()):
     if os.path.exists(tmp):
       shutil.rmtree(tmp)
   return final
+
+
+def main(argv):
+  """`python -m fkd_tf.export --model_dirs=runs/coarse,runs/best --export_base=DIR`."""
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from fkd_tf import train_lib  # pylint: disable=g-import-not-at-top  (it imports this)
+  settings = flags.FLAGS
+  stages = [train_lib.stage_of(*train_lib.load_network(d)) for d in settings.model_dirs]
+  if stages[0].region_margin is not None:
+    raise ValueError(f"{settings.model_dirs[0]} is a refining stage; the first stage must "
+                     "frame whole images")
+  warmup = train_lib.warmup_images(settings.tfrecord_dir) if settings.tfrecord_dir else ()
+  path = export(stages, settings.export_base, metadata={"model_dirs": settings.model_dirs},
+                warmup_images=warmup)
+  print(f"exported {len(stages)} stage(s): {path}")
+
+
+if __name__ == "__main__":
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_list("model_dirs", None, "Finished runs, first stage first; a refining run "
+                    "may repeat to refine more than once.")
+  flags.DEFINE_string("export_base", None, "Where the numbered version folder goes.")
+  flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "For warm-up images ('' for none).")
+  flags.mark_flags_as_required(["model_dirs", "export_base"])
+  app.run(main)

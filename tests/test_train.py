@@ -105,6 +105,12 @@ def test_refining_stage_exports_a_cascade_evaluated_end_to_end(smoke_run, tfreco
   meta = json.load(open(os.path.join(results["export"], "assets.extra", "fkd_tf.json")))
   assert [s["model"] for s in meta["stages"]] == ["ppbnet", "fknet"]
   assert meta["stages"][1]["region_margin"] == 1.25
+  # The export command composes runs; the refining stage may run twice.
+  result = run_module("fkd_tf.export", f"--model_dirs={coarse_dir},{model_dir},{model_dir}",
+                      f"--export_base={tmp_path / 'three'}", "--tfrecord_dir=")
+  assert result.returncode == 0, result.stderr[-2000:]
+  meta = json.load(open(tmp_path / "three" / "1" / "assets.extra" / "fkd_tf.json"))
+  assert [s["model"] for s in meta["stages"]] == ["ppbnet", "fknet", "fknet"]
 
 
 def test_coarse_model_needs_a_refining_region(tmp_path):
