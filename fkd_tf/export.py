@@ -29,6 +29,7 @@ class Stage:
   rescale_size: float
   normalisation: str
   region_margin: Optional[float] = None
+  flip_average: bool = False  # also run on the mirrored frame and average
 
 
 class KeypointServer(tf.Module):
@@ -63,9 +64,9 @@ class KeypointServer(tf.Module):
         (image_bytes, regions),
         fn_output_signature=(tf.TensorSpec([NET_SIZE, NET_SIZE, 1], tf.float32),
                              tf.TensorSpec([3, 3], tf.float32)))
-    keypoints_norm = stage.network(images_net, training=False)
-    return inference.keypoints_px_from_outputs(keypoints_norm, net_from_image,
-                                               stage.normalisation)
+    keypoints_net = inference.keypoints_net_of(stage.network, images_net, stage.normalisation,
+                                               stage.flip_average)
+    return geometry.transform_points(tf.linalg.inv(net_from_image), keypoints_net)
 
   def _keypoints(self, image_bytes, boxes):
     def run():
@@ -157,7 +158,8 @@ def export(stages, export_base, metadata=None, warmup_images=()):
     with open(os.path.join(extra, "fkd_tf.json"), "w") as f:
       json.dump({"stages": [{"model": stage.network.name, "rescale_size": stage.rescale_size,
                              "normalisation": stage.normalisation,
-                             "region_margin": stage.region_margin} for stage in stages],
+                             "region_margin": stage.region_margin,
+                             "flip_average": stage.flip_average} for stage in stages],
                  **(metadata or {})}, f, indent=2, sort_keys=True)
     if warmup_images:
       write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)
@@ -176,6 +178,8 @@ def main(argv):
   from fkd_tf import train_lib  # pylint: disable=g-import-not-at-top  (it imports this)
   settings = flags.FLAGS
   stages = [train_lib.stage_of(*train_lib.load_network(d)) for d in settings.model_dirs]
+  if settings.flip_average:
+    stages = [dataclasses.replace(stage, flip_average=True) for stage in stages]
   if stages[0].region_margin is not None:
     raise ValueError(f"{settings.model_dirs[0]} is a refining stage; the first stage must "
                      "frame whole images")
@@ -191,5 +195,7 @@ if __name__ == "__main__":
                     "may repeat to refine more than once.")
   flags.DEFINE_string("export_base", None, "Where the numbered version folder goes.")
   flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "For warm-up images ('' for none).")
+  flags.DEFINE_bool("flip_average", False, "Average each stage's prediction with its "
+                    "prediction on the mirrored frame (twice the compute).")
   flags.mark_flags_as_required(["model_dirs", "export_base"])
   app.run(main)

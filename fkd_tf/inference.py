@@ -7,7 +7,7 @@ Training's validation, evaluation, serving and predict all call these, so the
 import tensorflow as tf
 
 from fkd_tf import augment, geometry
-from fkd_tf.keypoints import NORMALISATIONS, NUM_KEYPOINTS
+from fkd_tf.keypoints import MIRROR_PERMUTATION, NET_SIZE, NORMALISATIONS, NUM_KEYPOINTS
 
 
 def normalise(keypoints_net, normalisation):
@@ -21,6 +21,18 @@ def denormalise(keypoints_norm, normalisation):
   offset, scale = NORMALISATIONS[normalisation]
   keypoints_norm = tf.cast(keypoints_norm, tf.float32)
   return tf.reshape(keypoints_norm * scale + offset, [-1, NUM_KEYPOINTS, 2])
+
+
+def keypoints_net_of(network, images_net, normalisation, flip_average=False):
+  """The network's keypoints in the net frame [N, 68, 2]; with flip_average, the mean of
+  the prediction and the un-mirrored prediction on the mirrored images."""
+  keypoints_net = denormalise(network(images_net, training=False), normalisation)
+  if not flip_average:
+    return keypoints_net
+  mirrored = denormalise(network(tf.reverse(images_net, axis=[2]), training=False),
+                         normalisation)
+  unmirrored = tf.gather(mirrored, MIRROR_PERMUTATION, axis=1) * [-1.0, 1.0] + [NET_SIZE, 0.0]
+  return (keypoints_net + unmirrored) / 2.0
 
 
 def keypoints_px_from_outputs(keypoints_norm, net_from_image, normalisation):

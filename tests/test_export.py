@@ -96,7 +96,8 @@ def test_versions_are_numbered_and_complete(exported):
   assert all(name.isdigit() for name in os.listdir(base))  # no temporary folder left
   meta = json.load(open(os.path.join(second, "assets.extra", "fkd_tf.json")))
   assert meta["stages"] == [{"model": "ppbnet", "rescale_size": 100.0,
-                             "normalisation": "original", "region_margin": None}]
+                             "normalisation": "original", "region_margin": None,
+                             "flip_average": False}]
 
 
 def test_warmup_file_parses_and_replays(exported, tmp_path):
@@ -130,3 +131,21 @@ def test_empty_batch_bad_box_and_huge_image(exported):
   huge = fakes.encode(np.zeros((8000, 8000), np.uint8))  # a small file, 64 Mpixel decoded
   with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes is too large"):
     model.signatures["serving_default"](image_bytes=tf.constant([huge]))
+
+
+def test_flip_average_of_a_mirror_symmetric_network_changes_nothing():
+  # A network that sees only the image's mean predicts the same mirrored or not, so its
+  # flip average must equal its plain output once un-mirroring is right (x -> 90 - x plus
+  # the permutation) for a symmetric output.
+  template = fakes.face_template() * 60 + 15  # symmetric about x = 45
+  images = tf.random.uniform([2, 90, 90, 1])
+  inputs = tf.keras.Input((90, 90, 1))
+  mean = tf.keras.layers.GlobalAveragePooling2D()(inputs)
+  outputs = tf.keras.layers.Dense(136, kernel_initializer="zeros",
+                                  bias_initializer=tf.keras.initializers.Constant(
+                                      ((template - 45) / 45).reshape(-1)))(mean)
+  network = tf.keras.Model(inputs, outputs)
+  plain = inference.keypoints_net_of(network, images, "centered")
+  averaged = inference.keypoints_net_of(network, images, "centered", flip_average=True)
+  np.testing.assert_allclose(averaged.numpy(), plain.numpy(), atol=1e-4)
+  np.testing.assert_allclose(plain.numpy()[0], template, atol=1e-4)
