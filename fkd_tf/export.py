@@ -177,7 +177,11 @@ def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   from fkd_tf import train_lib  # pylint: disable=g-import-not-at-top  (it imports this)
   settings = flags.FLAGS
-  stages = [train_lib.stage_of(*train_lib.load_network(d)) for d in settings.model_dirs]
+  loaded = {}  # a run named twice is one network run twice, saved once
+  for model_dir in settings.model_dirs:
+    if model_dir not in loaded:
+      loaded[model_dir] = train_lib.stage_of(*train_lib.load_network(model_dir))
+  stages = [loaded[d] for d in settings.model_dirs]
   if settings.flip_average:
     stages = [dataclasses.replace(stage, flip_average=True) for stage in stages]
   if stages[0].region_margin is not None:
