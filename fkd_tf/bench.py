@@ -71,7 +71,7 @@ def pipeline_images_per_second(tfrecord_dir, batch_size=64, seconds=4.0):
   count = lambda batch: int(batch["image"].shape[0])
   host = _timed(lambda: dataset, count, seconds)
 
-  @tf.function
+  @tf.function(reduce_retracing=True)  # padded sizes vary by batch
   def augmented(batch, seed):
     return augment.augment_batch(batch["image"], batch["image_size"], batch["keypoints_px"],
                                  seed, AUGMENT_FULL)[0]

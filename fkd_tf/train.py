@@ -61,7 +61,8 @@ def define_flags():
                        "augmentation.")
   flags.DEFINE_bool("mixed_precision", defaults.mixed_precision, "Compute in bfloat16 on "
                     "CPUs, float16 on GPUs (variables and the output layer stay float32).")
-  flags.DEFINE_bool("jit_compile", defaults.jit_compile, "XLA-compile the train step.")
+  flags.DEFINE_bool("jit_compile", defaults.jit_compile, "XLA-compile the network's forward "
+                    "and backward pass (the augmentation's warp has no XLA kernel).")
   flags.DEFINE_integer("steps_per_execution", defaults.steps_per_execution,
                        "Train steps per tf.function call.")
   flags.DEFINE_string("strategy", defaults.strategy,

@@ -154,10 +154,10 @@ def build_trainer(config, steps_per_epoch):
   network = models.build(config.model)
   trainer = trainer_lib.KeypointTrainer(network, config.augment, config.normalisation,
                                         make_loss(config), seed=config.seed,
-                                        nan_at_step=config.debug_nan_at_step)
+                                        nan_at_step=config.debug_nan_at_step,
+                                        jit_network=config.jit_compile)
   trainer(tf.zeros([1, NET_SIZE, NET_SIZE, 1]))  # builds it, as BackupAndRestore requires
-  trainer.compile(optimizer=make_optimizer(config, steps_per_epoch),
-                  jit_compile=config.jit_compile,
+  trainer.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=False,
                   steps_per_execution=config.steps_per_execution)
   return trainer
 

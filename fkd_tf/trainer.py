@@ -22,16 +22,21 @@ class KeypointTrainer(keras.Model):
     loss_fn: (keypoints_norm_true, keypoints_norm_pred) -> scalar.
     seed: seeds the augmentation stream (saved with the weights, so a resume continues it).
     nan_at_step: test hook; the loss of this optimizer step is made NaN (-1: never).
+    jit_network: XLA-compile the network's forward and backward pass. The warp cannot be
+      compiled (ImageProjectiveTransformV3 has no XLA kernel in TF 2.21), so the step as a
+      whole never is; only this part of it.
   """
 
   def __init__(self, network, augment_config, normalisation, loss_fn, seed=0, nan_at_step=-1,
-               **kwargs):
+               jit_network=False, **kwargs):
     super().__init__(name="keypoint_trainer", **kwargs)
     self.network = network
     self.augment_config = augment_config
     self.normalisation = normalisation
     self.loss_fn = loss_fn
     self.nan_at_step = nan_at_step
+    self._loss_and_gradients = (tf.function(self._loss_and_gradients_eager, jit_compile=True)
+                                if jit_network else self._loss_and_gradients_eager)
     self.seed_generator = keras.random.SeedGenerator(seed, name="augment_seed")
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.nme_tracker = keras.metrics.Mean(name="nme_io")
@@ -60,6 +65,11 @@ class KeypointTrainer(keras.Model):
         batch["image"], batch["image_size"], batch["keypoints_px"], self._next_seed(),
         self.augment_config)
     target = inference.normalise(keypoints_net, self.normalisation)
+    loss, gradients = self._loss_and_gradients(images_net, target)
+    self.optimizer.apply(gradients, self.network.trainable_variables)
+    return loss
+
+  def _loss_and_gradients_eager(self, images_net, target):
     with tf.GradientTape() as tape:
       prediction = tf.cast(self.network(images_net, training=True), tf.float32)
       loss = self.loss_fn(target, prediction)
@@ -70,9 +80,7 @@ class KeypointTrainer(keras.Model):
       # Gradients are summed over replicas, so each replica contributes its mean / count.
       replicas = tf.distribute.get_strategy().num_replicas_in_sync
       scaled = self.optimizer.scale_loss(loss / replicas)
-    variables = self.network.trainable_variables
-    self.optimizer.apply(tape.gradient(scaled, variables), variables)
-    return loss
+    return loss, tape.gradient(scaled, self.network.trainable_variables)
 
   def evaluate_batch(self, batch):
     """Evaluation-frame loss (batch mean) and NME_io per face [N] of one batch."""
