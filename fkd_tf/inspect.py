@@ -1,6 +1,7 @@
 r"""Looks inside a trained network: first-layer filters, their feature maps, worst faces.
 
   python -m fkd_tf.inspect --model_dir=runs/base [--image=face.jpg] [--worst=12]
+  python -m fkd_tf.inspect --saved_model=models/fkd_default --output_dir=inspect_shipped
 
 Writes into --output_dir (default <model_dir>/inspect): filters.png, feature_maps.png,
 filters.txt (each kernel measured and classed as edge, blur or other), worst_faces.png,
@@ -10,6 +11,7 @@ worst_faces.csv and region_errors.png; the same pictures go to TensorBoard under
 
 import csv
 import io
+import json
 import os
 
 from absl import app, flags
@@ -33,6 +35,21 @@ def first_conv_kernels(network):
     if isinstance(layer, tf.keras.layers.Conv2D) and layer.kernel.shape[2] == 1:
       return np.asarray(layer.kernel.numpy(), np.float32), layer.name
   raise ValueError(f"{network.name} has no convolution on the gray input")
+
+
+def saved_model_first_conv(saved_model):
+  """The first stage's first convolution kernels [k, k, 1, C] read from an export."""
+  reader = tf.train.load_checkpoint(os.path.join(saved_model, "variables", "variables"))
+  candidates = []
+  for name, shape in reader.get_variable_to_shape_map().items():
+    parts = name.split("/")
+    if (len(shape) == 4 and shape[2] == 1 and name.startswith("networks/0/")
+        and "_operations" in parts):
+      candidates.append((int(parts[parts.index("_operations") + 1]), name))
+  if not candidates:
+    raise ValueError(f"{saved_model} holds no convolution on a gray input")
+  _, name = min(candidates)
+  return np.asarray(reader.get_tensor(name), np.float32), name
 
 
 def classify_kernel(kernel):
@@ -110,10 +127,15 @@ def summary_lines(kernel_info):
   return lines, counts
 
 
-def inspect_run(network, augment_config, normalisation, tfrecord_dir, output_dir,
-                image_bytes=None, worst=12, log_dir=None, split="test"):
-  """Writes every picture and table; returns (kernel counts, worst rows)."""
-  kernels, layer_name = first_conv_kernels(network)
+def inspect_run(kernels, layer_name, rescale_size, predict_fn, tfrecord_dir, output_dir,
+                image_bytes=None, worst=12, log_dir=None, split="test", with_bytes=False):
+  """Writes every picture and table; returns (kernel counts, worst rows).
+
+  Args:
+    kernels: [k, k, 1, C] first-layer kernels; rescale_size: the first stage's framing.
+    predict_fn: batch -> keypoints_px (`evaluate.network_predictor` or
+      `evaluate.saved_model_predictor`, which needs with_bytes).
+  """
   kernel_info = [classify_kernel(kernels[:, :, 0, i]) for i in range(kernels.shape[-1])]
   lines, counts = summary_lines(kernel_info)
   io_utils.write_text(os.path.join(output_dir, "filters.txt"),
@@ -122,20 +144,18 @@ def inspect_run(network, augment_config, normalisation, tfrecord_dir, output_dir
   io_utils.save_png(filters_png, os.path.join(output_dir, "filters.png"))
 
   dataset = input_pipeline.make_dataset(tfrecord_dir, split, 64, training=False,
-                                        with_names=True, cache=False)
+                                        with_names=True, with_bytes=with_bytes, cache=False)
   if image_bytes is None:
     image_bytes = next(iter(input_pipeline.make_dataset(
         tfrecord_dir, split, 1, training=False, with_bytes=True, cache=False)))[
             "image_bytes"].numpy()[0]
   image = input_pipeline.decode_gray(tf.constant(image_bytes))
   regions = augment.whole_image_regions(tf.shape(image)[tf.newaxis, :2])
-  image_net = augment.frame_batch(image[tf.newaxis], regions,
-                                  augment_config.rescale_size)[0].numpy()[0]
+  image_net = augment.frame_batch(image[tf.newaxis], regions, rescale_size)[0].numpy()[0]
   maps_png = feature_map_sheet(image_net, feature_maps(image_net, kernels))
   io_utils.save_png(maps_png, os.path.join(output_dir, "feature_maps.png"))
 
-  results = evaluate.collect(dataset, evaluate.network_predictor(network, augment_config,
-                                                                 normalisation))
+  results = evaluate.collect(dataset, predict_fn)
   rows = evaluate.per_image_rows(results)
   chosen = worst_faces(rows, worst)
   buffer = io.StringIO()
@@ -177,24 +197,47 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   flags.DEFINE_string("model_dir", None, "A finished training run.")
-  flags.DEFINE_string("tfrecord_dir", None, "Converted data set (default: the run's own).")
+  flags.DEFINE_string("saved_model", None, "Or an export (version folder or base); its "
+                      "first stage is inspected.")
+  flags.DEFINE_string("tfrecord_dir", None, "Converted data set (default: the run's own, "
+                      "or data/tfrecords for --saved_model).")
   flags.DEFINE_string("image", None, "Face image for the feature maps (default: the first "
                       "test face).")
   flags.DEFINE_integer("worst", 12, "How many worst faces to draw.")
-  flags.DEFINE_string("output_dir", None, "Default: <model_dir>/inspect.")
-  flags.mark_flag_as_required("model_dir")
+  flags.DEFINE_string("output_dir", None, "Default: <model_dir>/inspect, or inspect/ beside "
+                      "the export.")
+  flags.register_multi_flags_validator(
+      ["model_dir", "saved_model"], lambda v: bool(v["model_dir"]) != bool(v["saved_model"]),
+      message="give exactly one of --model_dir and --saved_model")
 
 
 def main(argv):
   del argv
-  from fkd_tf import train_lib  # pylint: disable=g-import-not-at-top  (avoids a cycle)
-  network, config = train_lib.load_network(FLAGS.model_dir)
-  output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "inspect")
   image_bytes = open(FLAGS.image, "rb").read() if FLAGS.image else None
-  counts, chosen = inspect_run(network, config.augment, config.normalisation,
-                               FLAGS.tfrecord_dir or config.tfrecord_dir, output_dir,
-                               image_bytes, FLAGS.worst,
-                               log_dir=os.path.join(FLAGS.model_dir, "logs"))
+  if FLAGS.model_dir:
+    from fkd_tf import train_lib  # pylint: disable=g-import-not-at-top  (avoids a cycle)
+    network, config = train_lib.load_network(FLAGS.model_dir)
+    kernels, layer_name = first_conv_kernels(network)
+    args = dict(rescale_size=config.augment.rescale_size,
+                predict_fn=evaluate.network_predictor(network, config.augment,
+                                                      config.normalisation),
+                tfrecord_dir=FLAGS.tfrecord_dir or config.tfrecord_dir,
+                output_dir=FLAGS.output_dir or os.path.join(FLAGS.model_dir, "inspect"),
+                log_dir=os.path.join(FLAGS.model_dir, "logs"))
+  else:
+    from fkd_tf import predict  # pylint: disable=g-import-not-at-top
+    saved_model = predict.resolve_saved_model(FLAGS.saved_model)
+    kernels, layer_name = saved_model_first_conv(saved_model)
+    with open(os.path.join(saved_model, "assets.extra", "fkd_tf.json")) as f:
+      first_stage = json.load(f)["stages"][0]
+    output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(saved_model), "inspect")
+    args = dict(rescale_size=first_stage["rescale_size"],
+                predict_fn=evaluate.saved_model_predictor(saved_model),
+                tfrecord_dir=FLAGS.tfrecord_dir or "data/tfrecords", output_dir=output_dir,
+                log_dir=os.path.join(output_dir, "logs"), with_bytes=True)
+  counts, chosen = inspect_run(kernels, layer_name, image_bytes=image_bytes,
+                               worst=FLAGS.worst, **args)
+  output_dir = args["output_dir"]
   print(f"first layer: {counts['edge']} edge, {counts['blur']} blur, {counts['other']} other")
   print(f"worst face: {chosen[0]['file_name']} NME_io {100 * chosen[0]['nme_io']:.1f}%")
   print(f"wrote {output_dir}")

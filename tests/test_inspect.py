@@ -4,7 +4,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import augment, evaluate, inspect, models
+from conftest import run_module
+from fkd_tf import augment, evaluate, export, inspect, models
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 BOX_BLUR = np.full((3, 3), 1 / 9, np.float32)
@@ -47,9 +48,10 @@ def test_filter_grid_and_feature_maps():
 def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path):
   network = hand_set_network()
   config = augment.AugmentConfig()
-  counts, chosen = inspect.inspect_run(network, config, "original", tfrecord_dir,
-                                       str(tmp_path / "inspect"), worst=4,
-                                       log_dir=str(tmp_path / "logs"))
+  kernels, name = inspect.first_conv_kernels(network)
+  counts, chosen = inspect.inspect_run(
+      kernels, name, 100.0, evaluate.network_predictor(network, config, "original"),
+      tfrecord_dir, str(tmp_path / "inspect"), worst=4, log_dir=str(tmp_path / "logs"))
   assert sum(counts.values()) == 32 and counts["edge"] >= 2 and counts["blur"] >= 1
   nmes = [r["nme_io"] for r in chosen]
   assert nmes == sorted(nmes, reverse=True) and len(chosen) == 4
@@ -64,3 +66,19 @@ def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path)
                "worst_faces.csv", "region_errors.png"):
     assert os.path.exists(tmp_path / "inspect" / name)
   assert os.listdir(tmp_path / "logs" / "inspect")
+
+
+def test_kernels_read_from_an_export_are_the_networks(tmp_path):
+  network = hand_set_network()
+  path = export.export([export.Stage(network, 100.0, "original")], str(tmp_path / "export"))
+  kernels, _ = inspect.saved_model_first_conv(path)
+  np.testing.assert_array_equal(kernels, inspect.first_conv_kernels(network)[0])
+
+
+def test_cli_on_a_saved_model(smoke_run, tfrecord_dir, tmp_path):
+  model_dir, _ = smoke_run
+  result = run_module("fkd_tf.inspect", f"--saved_model={model_dir}/export",
+                      f"--tfrecord_dir={tfrecord_dir}", f"--output_dir={tmp_path}", "--worst=3")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "first layer:" in result.stdout
+  assert len(list(csv.DictReader(open(tmp_path / "worst_faces.csv")))) == 3
