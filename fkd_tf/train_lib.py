@@ -196,7 +196,8 @@ def train_and_evaluate(config):
                                          max_examples=config.max_train_examples)
   val_ds = input_pipeline.make_dataset(config.tfrecord_dir, "val", config.batch_size,
                                        training=False)
-  val_batch = next(iter(val_ds.unbatch().take(8).padded_batch(8)))
+  val_batch = next(iter(input_pipeline.make_dataset(config.tfrecord_dir, "val", 8,
+                                                    training=False, cache=False)))
 
   with strategy.scope():
     trainer = build_trainer(config, steps_per_epoch)
