@@ -16,7 +16,8 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import augment, config as config_lib, input_pipeline, io_utils, models, predict
+from fkd_tf import augment, config as config_lib, export, input_pipeline, io_utils, models
+from fkd_tf import predict
 from fkd_tf import train_lib
 
 AUGMENT_FULL = augment.AugmentConfig(max_rotation_deg=15, min_scale=0.9, max_scale=1.1,
@@ -106,7 +107,7 @@ def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, mix
 
 
 def savedmodel_figures(saved_model, image_paths, repeats=200):
-  saved_model = predict.resolve_saved_model(saved_model)
+  saved_model = export.resolve_saved_model(saved_model)
   """Latency of one face (p50, p99 ms) and batch-64 throughput, bytes in and preprocessed."""
   model = tf.saved_model.load(saved_model)
   serve = model.signatures["serving_default"]
@@ -173,7 +174,7 @@ def rss_mb():
 def load_figures(saved_model, image_paths, calls=10000, batch_sizes=(1, 2, 5, 8, 3)):
   """Calls serving_default `calls` times with mixed batch sizes; RSS after warm-up (the
   first 10 % of calls) and at the end."""
-  serve = tf.saved_model.load(predict.resolve_saved_model(saved_model)).signatures[
+  serve = tf.saved_model.load(export.resolve_saved_model(saved_model)).signatures[
       "serving_default"]
   encoded = [open(p, "rb").read() for p in image_paths]
   warm = max(1, calls // 10)

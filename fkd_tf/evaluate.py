@@ -16,8 +16,8 @@ from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import augment, geometry, inference, input_pipeline, io_utils, losses, metrics
-from fkd_tf import visualize
+from fkd_tf import augment, export, geometry, inference, input_pipeline, io_utils, losses
+from fkd_tf import metrics, visualize
 from fkd_tf.keypoints import REGIONS
 
 # The original's reporting frame: shorter side rescaled to 100, centre 90x90 crop, and
@@ -145,15 +145,6 @@ def evaluate_split(predict_fn, tfrecord_dir, split, output_dir, batch_size=64, l
   return write_report(output_dir, split, results, label=label, extra=extra)
 
 
-def latest_export(export_base):
-  """The highest numeric version folder under export_base."""
-  versions = [int(d) for d in os.listdir(export_base) if d.isdigit()] if os.path.isdir(
-      export_base) else []
-  if not versions:
-    raise FileNotFoundError(f"no numeric SavedModel version under {export_base!r}")
-  return os.path.join(export_base, str(max(versions)))
-
-
 FLAGS = flags.FLAGS
 
 
@@ -170,9 +161,7 @@ def define_flags():
 
 def main(argv):
   del argv
-  saved_model = FLAGS.saved_model
-  if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
-    saved_model = latest_export(saved_model)
+  saved_model = export.resolve_saved_model(FLAGS.saved_model)
   output_dir = FLAGS.output_dir or os.path.join(
       os.path.dirname(os.path.abspath(saved_model)), os.pardir, f"eval_{FLAGS.split}")
   logging.info("evaluating %s on %s", saved_model, FLAGS.split)

@@ -127,10 +127,25 @@ def read_warmup_requests(path):
   return requests
 
 
+def versions(export_base):
+  """The numeric version folders under export_base (TF Serving loads only those)."""
+  if not os.path.isdir(export_base):
+    return []
+  return sorted(int(d) for d in os.listdir(export_base) if d.isdigit())
+
+
 def next_version(export_base):
-  versions = [int(d) for d in os.listdir(export_base) if d.isdigit()] if os.path.isdir(
-      export_base) else []
-  return max(versions, default=0) + 1
+  return max(versions(export_base), default=0) + 1
+
+
+def resolve_saved_model(path):
+  """A SavedModel folder, or the newest numeric version under a base folder."""
+  if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    return path
+  found = versions(path)
+  if not found:
+    raise FileNotFoundError(f"no SavedModel at {path!r} (nor numeric versions under it)")
+  return os.path.join(path, str(found[-1]))
 
 
 def export(stages, export_base, metadata=None, warmup_images=()):

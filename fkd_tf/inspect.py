@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 import tensorflow as tf
 
-from fkd_tf import augment, evaluate, input_pipeline, io_utils, visualize
+from fkd_tf import augment, evaluate, export, input_pipeline, io_utils, visualize
 
 # A kernel whose weights nearly cancel (|sum| under this share of sum |w|) and that has
 # real mass of both signs responds to changes, not to brightness: an edge detector.
@@ -225,8 +225,7 @@ def main(argv):
                 output_dir=FLAGS.output_dir or os.path.join(FLAGS.model_dir, "inspect"),
                 log_dir=os.path.join(FLAGS.model_dir, "logs"))
   else:
-    from fkd_tf import predict  # pylint: disable=g-import-not-at-top
-    saved_model = predict.resolve_saved_model(FLAGS.saved_model)
+    saved_model = export.resolve_saved_model(FLAGS.saved_model)
     kernels, layer_name = saved_model_first_conv(saved_model)
     with open(os.path.join(saved_model, "assets.extra", "fkd_tf.json")) as f:
       first_stage = json.load(f)["stages"][0]

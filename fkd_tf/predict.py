@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from fkd_tf import io_utils, visualize
+from fkd_tf import export, io_utils, visualize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # The model that ships with the repository (see BUILD.md, "The shipped model").
@@ -38,15 +38,6 @@ def list_images(paths):
     else:
       found.append(path)
   return found
-
-
-def resolve_saved_model(path):
-  if os.path.isfile(os.path.join(path, "saved_model.pb")):
-    return path
-  versions = [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
-  if not versions:
-    raise FileNotFoundError(f"no SavedModel at {path!r} (nor numeric versions under it)")
-  return os.path.join(path, str(max(versions)))
 
 
 def detect_face_boxes(gray, min_size=40):
@@ -71,7 +62,7 @@ class Predictor:
   """Wraps an exported SavedModel's signatures."""
 
   def __init__(self, saved_model):
-    self.path = resolve_saved_model(saved_model)
+    self.path = export.resolve_saved_model(saved_model)
     model = tf.saved_model.load(self.path)
     self.serve = model.signatures["serving_default"]
     self.with_boxes = model.signatures["with_boxes"]
