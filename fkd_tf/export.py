@@ -66,7 +66,7 @@ class KeypointServer(tf.Module):
                              tf.TensorSpec([3, 3], tf.float32)))
     keypoints_net = inference.keypoints_net_of(stage.network, images_net, stage.normalisation,
                                                stage.flip_average)
-    return geometry.transform_points(tf.linalg.inv(net_from_image), keypoints_net)
+    return inference.keypoints_px_from_net(keypoints_net, net_from_image)
 
   def _keypoints(self, image_bytes, boxes):
     def run():

@@ -35,10 +35,14 @@ def keypoints_net_of(network, images_net, normalisation, flip_average=False):
   return (keypoints_net + unmirrored) / 2.0
 
 
+def keypoints_px_from_net(keypoints_net, net_from_image):
+  """[N, 68, 2] net-frame points -> pixels of the original images (the inverse frame)."""
+  return geometry.transform_points(tf.linalg.inv(net_from_image), keypoints_net)
+
+
 def keypoints_px_from_outputs(keypoints_norm, net_from_image, normalisation):
   """Network outputs [N, 136] -> [N, 68, 2] pixels of the original images."""
-  keypoints_net = denormalise(keypoints_norm, normalisation)
-  return geometry.transform_points(tf.linalg.inv(net_from_image), keypoints_net)
+  return keypoints_px_from_net(denormalise(keypoints_norm, normalisation), net_from_image)
 
 
 def predict_keypoints_px(network, images, regions, rescale_size, normalisation):
