@@ -1,3 +1,13 @@
-"""fkd_tf: 68-point facial keypoints (iBUG 300-W order) in TensorFlow/Keras."""
+"""fkd_tf: 68-point facial keypoints (iBUG 300-W order) in TensorFlow/Keras.
 
-__version__ = "0.1.0"
+  import fkd_tf
+  keypoints = fkd_tf.load().predict("face.jpg")   # [1, 68, 2] in image pixels
+"""
+
+__version__ = "0.2.0"
+
+
+def load(path=None):
+  """The shipped model, or the export at `path`: a `fkd_tf.api.KeypointModel`."""
+  from fkd_tf import api  # pylint: disable=g-import-not-at-top  (import fkd_tf stays light)
+  return api.load(path)

@@ -16,9 +16,12 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import augment, config as config_lib, export, input_pipeline, io_utils, models
-from fkd_tf import predict
-from fkd_tf import train_lib
+from fkd_tf import common_flags, io_utils
+from fkd_tf.core import augment, models
+from fkd_tf.core import config as config_lib
+from fkd_tf.data import pipeline
+from fkd_tf.serving import versions
+from fkd_tf.training import train_lib
 
 AUGMENT_FULL = augment.AugmentConfig(max_rotation_deg=15, min_scale=0.9, max_scale=1.1,
                                      max_shift=4, flip_prob=0.5, brightness=0.15,
@@ -66,7 +69,7 @@ def _timed(iterator_fn, count_fn, min_seconds=3.0):
 def pipeline_images_per_second(tfrecord_dir, batch_size=64, seconds=4.0):
   """Host pipeline (decode, gray, pad; decoded faces cached as in training) alone, and
   followed by the full batched augmentation."""
-  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", batch_size, training=True)
+  dataset = pipeline.make_dataset(tfrecord_dir, "train", batch_size, training=True)
   for _ in dataset:  # fills the cache, as the first training epoch does
     pass
   count = lambda batch: int(batch["image"].shape[0])
@@ -92,7 +95,7 @@ def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, mix
                                   mixed_precision=mixed, jit_compile=jit_compile,
                                   steps_per_execution=steps_per_execution)
   trainer = train_lib.build_trainer(config, steps_per_epoch=steps)
-  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", batch_size, training=True,
+  dataset = pipeline.make_dataset(tfrecord_dir, "train", batch_size, training=True,
                                         drop_remainder=True)
   if cached:
     dataset = dataset.take(1).cache().repeat()
@@ -107,9 +110,8 @@ def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, mix
 
 
 def savedmodel_figures(saved_model, image_paths, repeats=200):
-  saved_model = export.resolve_saved_model(saved_model)
   """Latency of one face (p50, p99 ms) and batch-64 throughput, bytes in and preprocessed."""
-  model = tf.saved_model.load(saved_model)
+  model = versions.load_saved_model(saved_model)
   serve = model.signatures["serving_default"]
   preprocessed = model.signatures["preprocessed"]
   encoded = [open(p, "rb").read() for p in image_paths]
@@ -174,7 +176,7 @@ def rss_mb():
 def load_figures(saved_model, image_paths, calls=10000, batch_sizes=(1, 2, 5, 8, 3)):
   """Calls serving_default `calls` times with mixed batch sizes; RSS after warm-up (the
   first 10 % of calls) and at the end."""
-  serve = tf.saved_model.load(export.resolve_saved_model(saved_model)).signatures[
+  serve = versions.load_saved_model(saved_model).signatures[
       "serving_default"]
   encoded = [open(p, "rb").read() for p in image_paths]
   warm = max(1, calls // 10)
@@ -197,7 +199,7 @@ FLAGS = flags.FLAGS
 def define_flags():
   flags.DEFINE_list("what", ["matmul", "pipeline", "train"],
                     "Parts to run: matmul, pipeline, train, savedmodel, dlib, load.")
-  flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "Converted data set.")
+  common_flags.define_tfrecord_dir()
   flags.DEFINE_list("models", ["ppbnet"], "Models to time in training.")
   flags.DEFINE_list("variants", ["float32"], "Training variants to time, each a +-joined "
                     "set of: float32, mixed (bf16/fp16), jit, spe8 (steps_per_execution 8).")
@@ -205,8 +207,7 @@ def define_flags():
   flags.DEFINE_integer("steps", 20, "Timed training steps per figure.")
   flags.DEFINE_float("seconds", 4.0, "Seconds to time the input pipeline for.")
   flags.DEFINE_integer("threads", 0, "intra- and inter-op threads (0: TensorFlow's choice).")
-  flags.DEFINE_string("saved_model", predict.DEFAULT_SAVED_MODEL,
-                      "SavedModel (version folder or base) for 'savedmodel'.")
+  common_flags.define_saved_model(extra_help=" Timed by 'savedmodel' and 'load'.")
   flags.DEFINE_string("images", "data/raw/test", "Folder of face images for 'savedmodel'.")
   flags.DEFINE_integer("calls", 10000, "Calls for 'load' (mixed batch sizes 1-8).")
   flags.DEFINE_string("json_out", None, "Also write the figures here as JSON.")
@@ -283,6 +284,11 @@ def main(argv):
     io_utils.write_json(FLAGS.json_out, report)
 
 
-if __name__ == "__main__":
+def run():
+  """The `fkd-bench` console command."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

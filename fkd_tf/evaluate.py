@@ -1,177 +1,50 @@
-r"""Evaluates keypoints in original image pixels: NME, failure rate, AUC, curves.
+r"""Evaluates an exported model on a split: `python -m fkd_tf.evaluate --saved_model=DIR`.
 
-Usage:
-  python -m fkd_tf.evaluate --saved_model=runs/base/export/1 \
-      --tfrecord_dir=data/tfrecords --split=test --output_dir=runs/base/eval_test
+  python -m fkd_tf.evaluate --saved_model=runs/base/export --split=test
 
-Library use: `evaluate_split(predict_fn, ...)` with `network_predictor` (a Keras network)
-or `saved_model_predictor` (an export; the served graph, decoding included).
+prints NME_io, NME_box, FR@10, AUC@10, the mean pixel error and the SmoothL1 loss in the
+original's units, and writes metrics_<split>.json, per_image_<split>.csv and
+ced_<split>.png (default: beside the export, in eval_<split>/).
 """
 
-import csv
-import io
 import os
 
 from absl import app, flags, logging
-import numpy as np
-import tensorflow as tf
 
-from fkd_tf import augment, export, geometry, inference, input_pipeline, io_utils, losses
-from fkd_tf import metrics, visualize
-from fkd_tf.keypoints import REGIONS
-
-# The original's reporting frame: shorter side rescaled to 100, centre 90x90 crop, and
-# keypoints (kp - 100) / 50; its training loss (~0.0025) is in these units.
-ORIGINAL_RESCALE = 100.0
-
-
-def network_predictor(network, augment_config, normalisation):
-  """Batch dict -> keypoints_px [N, 68, 2] numpy, through a Keras network.
-
-  A refining stage (augment_config.region == "keypoints") is framed around the *true*
-  keypoints here: an oracle box, for choosing that stage; the cascade's own numbers come
-  from its SavedModel.
-  """
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.uint8),
-                                tf.TensorSpec([None, 2], tf.int32),
-                                tf.TensorSpec([None, 68, 2], tf.float32)])
-  def predict(images, image_size, keypoints_px):
-    regions = augment.regions_for(image_size, keypoints_px, augment_config)
-    predicted, _, _ = inference.predict_keypoints_px(
-        network, images, regions, augment_config.rescale_size, normalisation)
-    return predicted
-
-  return lambda batch: predict(batch["image"], batch["image_size"],
-                               batch["keypoints_px"]).numpy()
-
-
-def saved_model_predictor(saved_model_dir):
-  """Batch dict (with "image_bytes") -> keypoints_px numpy, through serving_default."""
-  serve = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
-  return lambda batch: serve(image_bytes=batch["image_bytes"])["keypoints"].numpy()
-
-
-def original_units_loss(pred_px, true_px, image_size):
-  """SmoothL1 (Huber, delta 1) in the original's units: (kp_net - 100) / 50, centre crop."""
-  image_size = tf.constant(image_size, tf.int32)
-  net_from_image = geometry.frame_matrix(
-      augment.whole_image_regions(image_size), tf.fill([len(pred_px), 2], 0.5),
-      ORIGINAL_RESCALE)
-  norm = lambda kp: inference.normalise(
-      geometry.transform_points(net_from_image, tf.constant(kp, tf.float32)), "original")
-  return float(losses.huber(1.0)(norm(true_px), norm(pred_px)))
-
-
-def summarise(pred_px, true_px, image_size):
-  """Headline metrics of predictions [N, 68, 2] against the truth, original pixels."""
-  pred = tf.constant(pred_px, tf.float32)
-  true = tf.constant(true_px, tf.float32)
-  nme_io = metrics.nme(pred, true).numpy()
-  point_errors = metrics.point_errors(pred, true).numpy()
-  inter_ocular = metrics.inter_ocular(true).numpy()
-  return {
-      "count": int(len(nme_io)),
-      "nme_io": float(nme_io.mean()),
-      "nme_box": float(metrics.nme(pred, true, "box").numpy().mean()),
-      "failure_rate_10": metrics.failure_rate(nme_io),
-      "auc_10": metrics.auc(nme_io),
-      "mean_error_px": float(point_errors.mean()),
-      "smoothl1_original_units": original_units_loss(pred_px, true_px, image_size),
-      "nme_io_by_region": {
-          name: float((point_errors[:, list(idx)].mean(axis=1) / inter_ocular).mean())
-          for name, idx in REGIONS.items()},
-  }
-
-
-def collect(dataset, predict_fn):
-  """Runs predict_fn over a dataset with names; returns stacked numpy arrays."""
-  names, preds, truths, sizes = [], [], [], []
-  progress = io_utils.progress_bar(None, "batch")
-  for batch in dataset:
-    preds.append(predict_fn(batch))
-    truths.append(batch["keypoints_px"].numpy())
-    sizes.append(batch["image_size"].numpy())
-    names.extend(n.decode() for n in batch["file_name"].numpy())
-    progress.add(1)
-  return {"file_name": names, "pred_px": np.concatenate(preds),
-          "true_px": np.concatenate(truths), "image_size": np.concatenate(sizes)}
-
-
-def per_image_rows(results):
-  """One dict per face: file name, NME_io, NME_box, mean pixel error."""
-  pred = tf.constant(results["pred_px"])
-  true = tf.constant(results["true_px"])
-  nme_io = metrics.nme(pred, true).numpy()
-  nme_box = metrics.nme(pred, true, "box").numpy()
-  mean_px = metrics.point_errors(pred, true).numpy().mean(axis=1)
-  return [{"file_name": n, "nme_io": float(a), "nme_box": float(b), "mean_error_px": float(c)}
-          for n, a, b, c in zip(results["file_name"], nme_io, nme_box, mean_px)]
-
-
-def write_report(output_dir, split, results, label="model", extra=None):
-  """Writes metrics JSON, per-image CSV and the cumulative error curve PNG.
-
-  Returns:
-    The metrics dict (also in <output_dir>/metrics_<split>.json).
-  """
-  summary = summarise(results["pred_px"], results["true_px"], results["image_size"])
-  summary.update({"split": split, **(extra or {})})
-  rows = per_image_rows(results)
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-  io_utils.write_text(os.path.join(output_dir, f"per_image_{split}.csv"), buffer.getvalue())
-  curve = visualize.cumulative_error_plot({label: [r["nme_io"] for r in rows]})
-  io_utils.save_png(curve, os.path.join(output_dir, f"ced_{split}.png"))
-  io_utils.write_json(os.path.join(output_dir, f"metrics_{split}.json"), summary)
-  return summary
-
-
-def format_summary(summary):
-  return (f"{summary['split']}: {summary['count']} faces  NME_io {100 * summary['nme_io']:.2f}%"
-          f"  NME_box {100 * summary['nme_box']:.2f}%"
-          f"  FR@10 {100 * summary['failure_rate_10']:.1f}%  AUC@10 {summary['auc_10']:.3f}"
-          f"  mean error {summary['mean_error_px']:.2f} px"
-          f"  SmoothL1 (original units) {summary['smoothl1_original_units']:.4f}")
-
-
-def evaluate_split(predict_fn, tfrecord_dir, split, output_dir, batch_size=64, label="model",
-                   with_bytes=False, extra=None):
-  """Predicts a whole split and writes its report; returns the metrics dict."""
-  dataset = input_pipeline.make_dataset(tfrecord_dir, split, batch_size, training=False,
-                                        with_names=True, with_bytes=with_bytes, cache=False)
-  results = collect(dataset, predict_fn)
-  return write_report(output_dir, split, results, label=label, extra=extra)
-
+from fkd_tf import common_flags, evaluation
+from fkd_tf.serving import versions
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_string("saved_model", None, "SavedModel folder (a version folder, or a base "
-                      "holding numeric versions: the newest is used).")
-  flags.DEFINE_string("tfrecord_dir", "data/tfrecords", "Converted data set.")
+  common_flags.define_saved_model()
+  common_flags.define_tfrecord_dir()
   flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split to evaluate.")
   flags.DEFINE_string("output_dir", None, "Where reports go (default: <saved_model>/../"
                       "eval_<split>).")
   flags.DEFINE_integer("batch_size", 64, "Faces per call.", lower_bound=1)
-  flags.mark_flag_as_required("saved_model")
 
 
 def main(argv):
   del argv
-  saved_model = export.resolve_saved_model(FLAGS.saved_model)
+  saved_model = versions.resolve_saved_model(FLAGS.saved_model)
   output_dir = FLAGS.output_dir or os.path.join(
       os.path.dirname(os.path.abspath(saved_model)), os.pardir, f"eval_{FLAGS.split}")
   logging.info("evaluating %s on %s", saved_model, FLAGS.split)
-  summary = evaluate_split(saved_model_predictor(saved_model), FLAGS.tfrecord_dir,
-                           FLAGS.split, os.path.normpath(output_dir), FLAGS.batch_size,
-                           with_bytes=True, extra={"saved_model": saved_model})
-  print(format_summary(summary))
+  summary = evaluation.evaluate_split(
+      evaluation.saved_model_predictor(saved_model), FLAGS.tfrecord_dir, FLAGS.split,
+      os.path.normpath(output_dir), FLAGS.batch_size, with_bytes=True,
+      extra={"saved_model": saved_model})
+  print(evaluation.format_summary(summary))
   print(f"report: {os.path.normpath(output_dir)}")
 
 
-if __name__ == "__main__":
+def run():
+  """The `fkd-evaluate` console command."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

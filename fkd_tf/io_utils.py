@@ -8,11 +8,15 @@ import tempfile
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-  """Yields a temporary path beside `path`; renames it onto `path` only on success."""
+def atomic_path(path, suffix=".tmp"):
+  """Yields a temporary path beside `path`; renames it onto `path` only on success.
+
+  suffix: the temporary name's ending, for writers that insist on one (Keras weights
+  files must end in .weights.h5).
+  """
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=folder)
   os.close(fd)
   umask = os.umask(0)
   os.umask(umask)

@@ -11,8 +11,12 @@ import sys
 
 from absl import app, flags
 
-from fkd_tf import augment, config as config_lib, losses, models, records, train_lib
-from fkd_tf.keypoints import NORMALISATIONS
+from fkd_tf import common_flags, run_folder
+from fkd_tf.core import augment, losses, models
+from fkd_tf.core import config as config_lib
+from fkd_tf.core.keypoints import NORMALISATIONS
+from fkd_tf.data import records
+from fkd_tf.training import train_lib
 
 FLAGS = flags.FLAGS
 
@@ -42,8 +46,7 @@ _AUGMENT_HELP = {
 def define_flags():
   """Defines the training flags; call once, where main lives."""
   defaults = config_lib.TrainConfig(tfrecord_dir="", model_dir="")
-  flags.DEFINE_string("tfrecord_dir", "data/tfrecords",
-                      "Folder of shards and dataset_info.json from tools.convert_to_tfrecord.")
+  common_flags.define_tfrecord_dir()
   flags.DEFINE_string("model_dir", None, "Run folder: checkpoints, logs, reports, export.")
   flags.DEFINE_string("model", defaults.model, f"Network: one of {sorted(models.MODELS)}.")
   flags.DEFINE_string("loss", defaults.loss, f"Loss: one of {sorted(losses.LOSSES)}.")
@@ -113,10 +116,15 @@ def main(argv):
     f.write(FLAGS.flags_into_string())
   try:
     train_lib.train_and_evaluate(config)
-  except (records.DatasetError, FloatingPointError) as e:
+  except (records.DatasetError, run_folder.RunFolderError, FloatingPointError) as e:
     sys.exit(f"error: {e}")
 
 
-if __name__ == "__main__":
+def run():
+  """The `fkd-train` console command."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

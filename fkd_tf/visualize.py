@@ -7,7 +7,7 @@ callers save as PNG or hand to TensorBoard via `to_summary_array`.
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fkd_tf import metrics
+from fkd_tf.core import metrics
 
 TRUE_COLOUR = (40, 220, 40)
 PRED_COLOUR = (255, 60, 200)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fkd_tf.keypoints import MIRROR_PERMUTATION, NUM_KEYPOINTS
+from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NUM_KEYPOINTS
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data",
                            "facial_keypoints")

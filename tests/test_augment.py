@@ -3,8 +3,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import kernels
 
-from fkd_tf import augment, geometry
-from fkd_tf.keypoints import LEFT_EYE_OUTER, MIRROR_PERMUTATION, NET_SIZE, RIGHT_EYE_OUTER
+from fkd_tf.core import augment, framing, geometry
+from fkd_tf.core.keypoints import LEFT_EYE_OUTER, MIRROR_PERMUTATION, NET_SIZE, RIGHT_EYE_OUTER
 import fakes
 
 # A set closed under the mirror permutation, far enough apart to find each dot alone.
@@ -51,7 +51,7 @@ GEOMETRIC = {
 @pytest.mark.parametrize("name", sorted(GEOMETRIC))
 def test_dots_land_where_keypoints_say(name):
   image, keypoints = dot_image()
-  regions = augment.whole_image_regions([[image.shape[1], image.shape[2]]])
+  regions = framing.whole_image_regions([[image.shape[1], image.shape[2]]])
   for seed in range(4):
     images_net, keypoints_net, _ = augment.augment_geometry(
         tf.constant(image), regions, tf.constant(keypoints), tf.constant([seed, 7]),
@@ -64,13 +64,13 @@ def test_eval_frame_dots_and_uint8_canvas_with_padding():
   image, keypoints = dot_image()
   canvas = np.zeros((1, 300, 260, 1), np.uint8)  # padded larger than the image
   canvas[:, :image.shape[1], :image.shape[2]] = np.round(np.clip(image, 0, 1) * 255)
-  regions = augment.whole_image_regions([[image.shape[1], image.shape[2]]])
-  images_net, net_from_image = augment.frame_batch(tf.constant(canvas), regions, 100.0)
+  regions = framing.whole_image_regions([[image.shape[1], image.shape[2]]])
+  images_net, net_from_image = framing.frame_batch(tf.constant(canvas), regions, 100.0)
   keypoints_net = geometry.transform_points(net_from_image, tf.constant(keypoints))
   assert images_net.shape == (1, NET_SIZE, NET_SIZE, 1)
   assert centroid_errors(images_net.numpy()[0, :, :, 0], keypoints_net.numpy()[0]).max() < 0.5
   # Padding changes nothing: the unpadded image gives the same pixels.
-  unpadded, _ = augment.frame_batch(tf.constant(canvas[:, :180, :170]), regions, 100.0)
+  unpadded, _ = framing.frame_batch(tf.constant(canvas[:, :180, :170]), regions, 100.0)
   np.testing.assert_allclose(unpadded.numpy(), images_net.numpy(), atol=1e-6)
 
 
@@ -90,7 +90,7 @@ def test_flipping_a_symmetric_face_swaps_eye_corners():
   side = 150.0
   keypoints = (fakes.face_template() * side + 15.0).astype(np.float32)[np.newaxis]
   image = np.zeros((1, 180, 180, 1), np.float32)
-  regions = augment.whole_image_regions([[180, 180]])
+  regions = framing.whole_image_regions([[180, 180]])
   config = augment.AugmentConfig(random_crop=False, flip_prob=1.0)
   _, flipped, _ = augment.augment_geometry(image, regions, keypoints, tf.constant([1, 2]),
                                            config)
@@ -122,7 +122,7 @@ def test_zero_magnitudes_equal_plain_evaluation_resize():
   canvas, sizes, keypoints = _batch()
   images, keypoints_net, net_from_image = augment.augment_batch(
       canvas, sizes, keypoints, tf.constant([3, 4]), augment.AugmentConfig(random_crop=False))
-  plain, plain_matrix = augment.frame_batch(canvas, augment.whole_image_regions(sizes), 100.0)
+  plain, plain_matrix = framing.frame_batch(canvas, framing.whole_image_regions(sizes), 100.0)
   np.testing.assert_array_equal(images.numpy(), plain.numpy())
   np.testing.assert_array_equal(net_from_image.numpy(), plain_matrix.numpy())
   np.testing.assert_allclose(keypoints_net.numpy(),
@@ -146,7 +146,7 @@ def test_same_seed_same_output_and_different_seed_differs():
 
 def test_photometric_stays_in_range_and_changes_pixels():
   canvas, sizes, keypoints = _batch()
-  images, _ = augment.frame_batch(canvas, augment.whole_image_regions(sizes), 100.0)
+  images, _ = framing.frame_batch(canvas, framing.whole_image_regions(sizes), 100.0)
   changed = augment.photometric(images, tf.constant([1, 1]), FULL).numpy()
   assert changed.min() >= 0.0 and changed.max() <= 1.0
   assert np.abs(changed - images.numpy()).mean() > 0.01

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fkd_tf import records
-from fkd_tf.keypoints import person_id
+from fkd_tf.data import records
+from fkd_tf.core.keypoints import person_id
 from tools import convert_to_tfrecord as convert
 import fakes
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from fkd_tf import distributed
+from fkd_tf.training import distributed
 
 
 def free_ports(count):

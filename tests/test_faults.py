@@ -110,6 +110,6 @@ def test_killed_converter_leaves_no_incomplete_shard_and_a_rerun_completes(raw_d
   assert partial()  # what the killed run left is hidden under its temporary name
   convert_to_tfrecord.convert(raw_dir, output, val_fraction=0.2, examples_per_shard=2)
   assert not partial()  # the rerun cleared the dead run's leftovers
-  from fkd_tf import records  # pylint: disable=g-import-not-at-top
+  from fkd_tf.data import records  # pylint: disable=g-import-not-at-top
   info = records.read_dataset_info(output)
   assert sum(s["count"] for s in info["splits"].values()) == 39

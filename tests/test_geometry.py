@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import geometry
+from fkd_tf.core import geometry
 
 
 def test_frame_matrix_rescales_shorter_side_and_centres_the_crop():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fkd_tf import keypoints
+from fkd_tf.core import keypoints
 
 
 def test_mirror_pairs_from_the_ibug_markup():

@@ -1,6 +1,6 @@
 import numpy as np
 
-from fkd_tf import losses
+from fkd_tf.core import losses
 
 
 def smooth_l1(a, b, beta=1.0):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from fkd_tf import metrics
+from fkd_tf.core import metrics
 import fakes
 
 

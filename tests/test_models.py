@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fkd_tf import models
+from fkd_tf.core import models
 
 
 def test_ppbnet_matches_the_original():

@@ -9,7 +9,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_module
-from fkd_tf import export, models, predict
+from fkd_tf import api, predict
+from fkd_tf.core import models
+from fkd_tf.serving import saved_model as saved_model_lib
+from fkd_tf.serving import versions
+from fkd_tf.serving.module import Stage
 from tools import serving_client
 import fakes
 
@@ -17,7 +21,7 @@ import fakes
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
   tf.keras.utils.set_random_seed(2)
-  return export.export([export.Stage(models.ppbnet(), 100.0, "original")],
+  return saved_model_lib.export([Stage(models.ppbnet(), 100.0, "original")],
                        str(tmp_path_factory.mktemp("sm")))
 
 
@@ -40,13 +44,13 @@ def test_predict_writes_json_csv_png_and_reports_bad_files(saved_model, tmp_path
 
 
 def test_predict_on_a_real_test_image_is_near_the_truth(real_dir, tmp_path):
-  shipped = predict.DEFAULT_SAVED_MODEL
+  shipped = versions.SHIPPED_MODEL
   if not os.path.isdir(shipped):
     pytest.skip("no shipped model in this checkout")
   line = open(os.path.join(real_dir, "test_frames_keypoints.csv")).readlines()[1]
   name, values = line.split(",", 1)
   truth = np.array([float(v) for v in values.split(",")]).reshape(68, 2)
-  predictor = predict.Predictor(shipped)
+  predictor = api.load(shipped)
   record = predict.predict_file(predictor, os.path.join(real_dir, "test", name), str(tmp_path))
   guess = np.array(record["faces"][0]["keypoints"])
   inter_ocular = np.linalg.norm(truth[36] - truth[45])
@@ -104,7 +108,7 @@ def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_p
   photo.paste(face, (200, 120))
   photo.save(tmp_path / "photo.png")
   Image.new("RGB", (300, 200), (128, 128, 128)).save(tmp_path / "blank.png")
-  predictor = predict.Predictor(saved_model)
+  predictor = api.load(saved_model)
   record = predict.predict_file(predictor, str(tmp_path / "photo.png"), str(tmp_path / "out"),
                                 detect_faces=True)
   assert record["faces"], "no face found in a photo with a clear face"

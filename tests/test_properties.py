@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import input_pipeline
+from fkd_tf.data import decode
 from tools import convert_to_tfrecord as convert
 import fakes
 
@@ -23,7 +23,7 @@ SETTINGS = settings(max_examples=60, deadline=None,
                      lambda t: PNG[:t[0]] + bytes([t[1]]) + PNG[t[0] + 1:])))
 def test_decode_gives_an_image_or_invalid_argument(data):
   try:
-    image = input_pipeline.decode_gray(tf.constant(data)).numpy()
+    image = decode.decode_gray(tf.constant(data)).numpy()
   except tf.errors.InvalidArgumentError:
     return
   assert image.ndim == 3 and image.shape[-1] == 1 and image.dtype == np.uint8

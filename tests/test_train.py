@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import run_module
-from fkd_tf import config as config_lib, records
-from fkd_tf.augment import AugmentConfig
+from fkd_tf.core import config as config_lib
+from fkd_tf.data import records
+from fkd_tf.core.augment import AugmentConfig
 
 
 def test_smoke_training_lowers_the_loss_and_fills_the_run_folder(smoke_run):
@@ -34,7 +35,7 @@ def test_smoke_training_lowers_the_loss_and_fills_the_run_folder(smoke_run):
 
 def test_real_images_smoke_training_lowers_the_loss(real_subset_dir, tmp_path):
   from tools import convert_to_tfrecord  # pylint: disable=g-import-not-at-top
-  from fkd_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from fkd_tf.training import train_lib  # pylint: disable=g-import-not-at-top
   records_dir = str(tmp_path / "records")
   convert_to_tfrecord.convert(real_subset_dir, records_dir, val_fraction=0.2)
   config = config_lib.TrainConfig(tfrecord_dir=records_dir, model_dir=str(tmp_path / "run"),

@@ -20,8 +20,9 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import io_utils, records
-from fkd_tf.keypoints import NUM_KEYPOINTS, person_id
+from fkd_tf import io_utils
+from fkd_tf.core.keypoints import NUM_KEYPOINTS, person_id
+from fkd_tf.data import records
 
 CSV_FILES = {"train": ("training_frames_keypoints.csv", "training"),
              "test": ("test_frames_keypoints.csv", "test")}

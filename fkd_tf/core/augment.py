@@ -2,8 +2,8 @@
 
 Everything here takes whole batches and uses only ops with CPU and GPU kernels (no
 decode, no string op, no py_function), so the trainer runs it inside its train step, on
-the accelerator when there is one. Evaluation and serving call the same `frame_batch`
-with the identity augmentation, so all paths preprocess alike.
+the accelerator when there is one. Evaluation and serving call `framing.frame_batch`,
+the same warp with the identity augmentation, so all paths preprocess alike.
 """
 
 import dataclasses
@@ -11,8 +11,8 @@ import math
 
 import tensorflow as tf
 
-from fkd_tf import geometry
-from fkd_tf.keypoints import MIRROR_PERMUTATION, NET_SIZE
+from fkd_tf.core import framing, geometry
+from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NET_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,51 +65,11 @@ class AugmentConfig:
     return problems
 
 
-def whole_image_regions(image_size):
-  """[N, 2] int (height, width) -> [N, 4] float regions (0, 0, width, height)."""
-  size = tf.cast(image_size, tf.float32)
-  zeros = tf.zeros_like(size[:, 0])
-  return tf.stack([zeros, zeros, size[:, 1], size[:, 0]], axis=-1)
-
-
 def regions_for(image_size, keypoints_px, config):
   """The regions a batch is framed from: [N, 4] (x0, y0, x1, y1) image pixels."""
   if config.region == "keypoints":
     return geometry.square_around_points(keypoints_px, config.region_margin)
-  return whole_image_regions(image_size)
-
-
-def warp_images(images, net_from_image, size=NET_SIZE):
-  """Resamples each image into the net frame with one bilinear projective warp.
-
-  Args:
-    images: [N, H, W, C] uint8 (0..255) or float ([0, 1]); zero padding beyond each
-      image's true size is harmless because the fill outside is zero too.
-    net_from_image: [N, 3, 3] from `geometry`.
-  Returns:
-    [N, size, size, C] float32 in [0, 1].
-  """
-  if images.dtype == tf.uint8:
-    images = tf.cast(images, tf.float32) * (1.0 / 255.0)
-  return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images,
-      transforms=geometry.projective_transform_params(net_from_image),
-      output_shape=tf.constant([size, size], tf.int32),
-      fill_value=tf.constant(0.0, tf.float32),
-      interpolation="BILINEAR",
-      fill_mode="CONSTANT")
-
-
-def frame_batch(images, regions, rescale_size, crop_fraction=None):
-  """The deterministic evaluation / serving frame: rescale, centre crop, warp.
-
-  Returns:
-    (images_net [N, 90, 90, C] float32, net_from_image [N, 3, 3]).
-  """
-  if crop_fraction is None:
-    crop_fraction = tf.fill([tf.shape(regions)[0], 2], 0.5)
-  net_from_image = geometry.frame_matrix(regions, crop_fraction, rescale_size)
-  return warp_images(images, net_from_image), net_from_image
+  return framing.whole_image_regions(image_size)
 
 
 def _uniform(seed, batch_size, low, high):
@@ -165,7 +125,7 @@ def augment_geometry(images, regions, keypoints_px, seed, config):
     (images_net [N, 90, 90, C], keypoints_net [N, 68, 2], net_from_image [N, 3, 3]).
   """
   net_from_image, flip = random_net_from_image(seed, regions, config)
-  images_net = warp_images(images, net_from_image)
+  images_net = framing.warp_images(images, net_from_image)
   keypoints_net = geometry.transform_points(net_from_image, keypoints_px)
   return images_net, mirror_keypoints(keypoints_net, flip), net_from_image
 

@@ -2,9 +2,9 @@
 
 import dataclasses
 
-from fkd_tf import losses, models
-from fkd_tf.augment import AugmentConfig
-from fkd_tf.keypoints import NORMALISATIONS
+from fkd_tf.core import losses, models
+from fkd_tf.core.augment import AugmentConfig
+from fkd_tf.core.keypoints import NORMALISATIONS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 SCHEDULES = ("constant", "cosine")

@@ -1,13 +1,55 @@
-"""Pure batched functions from network outputs to keypoints in image pixels.
+"""Pure batched framing between image pixels and the 90x90 net frame, both ways.
 
-Training's validation, evaluation, serving and predict all call these, so the
-"original image -> net frame" map and its inverse exist once.
+Into the frame: `frame_batch` (the deterministic evaluation / serving warp: rescale,
+centre crop); out of it: network outputs -> keypoints in image pixels. Training's
+validation, evaluation, serving and predict all call these, so the "original image ->
+net frame" map and its inverse exist once.
 """
 
 import tensorflow as tf
 
-from fkd_tf import augment, geometry
-from fkd_tf.keypoints import MIRROR_PERMUTATION, NET_SIZE, NORMALISATIONS, NUM_KEYPOINTS
+from fkd_tf.core import geometry
+from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NET_SIZE, NORMALISATIONS, NUM_KEYPOINTS
+
+
+def whole_image_regions(image_size):
+  """[N, 2] int (height, width) -> [N, 4] float regions (0, 0, width, height)."""
+  size = tf.cast(image_size, tf.float32)
+  zeros = tf.zeros_like(size[:, 0])
+  return tf.stack([zeros, zeros, size[:, 1], size[:, 0]], axis=-1)
+
+
+def warp_images(images, net_from_image, size=NET_SIZE):
+  """Resamples each image into the net frame with one bilinear projective warp.
+
+  Args:
+    images: [N, H, W, C] uint8 (0..255) or float ([0, 1]); zero padding beyond each
+      image's true size is harmless because the fill outside is zero too.
+    net_from_image: [N, 3, 3] from `geometry`.
+  Returns:
+    [N, size, size, C] float32 in [0, 1].
+  """
+  if images.dtype == tf.uint8:
+    images = tf.cast(images, tf.float32) * (1.0 / 255.0)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images,
+      transforms=geometry.projective_transform_params(net_from_image),
+      output_shape=tf.constant([size, size], tf.int32),
+      fill_value=tf.constant(0.0, tf.float32),
+      interpolation="BILINEAR",
+      fill_mode="CONSTANT")
+
+
+def frame_batch(images, regions, rescale_size, crop_fraction=None):
+  """The deterministic evaluation / serving frame: rescale, centre crop, warp.
+
+  Returns:
+    (images_net [N, 90, 90, C] float32, net_from_image [N, 3, 3]).
+  """
+  if crop_fraction is None:
+    crop_fraction = tf.fill([tf.shape(regions)[0], 2], 0.5)
+  net_from_image = geometry.frame_matrix(regions, crop_fraction, rescale_size)
+  return warp_images(images, net_from_image), net_from_image
 
 
 def normalise(keypoints_net, normalisation):
@@ -54,7 +96,7 @@ def predict_keypoints_px(network, images, regions, rescale_size, normalisation):
   Returns:
     (keypoints_px [N, 68, 2], keypoints_norm [N, 136], net_from_image [N, 3, 3]).
   """
-  images_net, net_from_image = augment.frame_batch(images, regions, rescale_size)
+  images_net, net_from_image = frame_batch(images, regions, rescale_size)
   keypoints_norm = network(images_net, training=False)
   keypoints_px = keypoints_px_from_outputs(keypoints_norm, net_from_image, normalisation)
   return keypoints_px, keypoints_norm, net_from_image

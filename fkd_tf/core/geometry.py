@@ -8,7 +8,7 @@ of pixel column i is i + 0.5. Training, evaluation, serving and predict all get 
 
 import tensorflow as tf
 
-from fkd_tf.keypoints import NET_SIZE
+from fkd_tf.core.keypoints import NET_SIZE
 
 
 def _stack_rows(rows):

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf.keypoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from fkd_tf.core.keypoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 
 FAILURE_THRESHOLD = 0.10
 

@@ -7,7 +7,7 @@ keras.Model. The final layer computes in float32 so mixed precision leaves outpu
 import keras
 from keras import layers
 
-from fkd_tf.keypoints import NET_SIZE, NUM_KEYPOINTS
+from fkd_tf.core.keypoints import NET_SIZE, NUM_KEYPOINTS
 
 # PyTorch's default Conv/Linear init is kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in)),
 # i.e. VarianceScaling(1/3, fan_in, uniform). ppbnet uses it to start where the original did.
@@ -67,7 +67,85 @@ def fknet(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS, widths=(16, 32, 64
   return keras.Model(images, outputs, name="fknet")
 
 
-MODELS = {"ppbnet": ppbnet, "fknet": fknet}
+def _make_divisible(channels, divisor=8):
+  """MobileNet's channel rounding: a multiple of 8, never below 90 % of the request."""
+  rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+  return rounded + divisor if rounded < 0.9 * channels else rounded
+
+
+def _inverted_residual(x, filters, stride, expansion, name):
+  """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 linear project (+ skip)."""
+  in_channels = x.shape[-1]
+  y = x
+  if expansion != 1:
+    y = layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=name + "_expand")(y)
+    y = layers.BatchNormalization(name=name + "_expand_bn")(y)
+    y = layers.ReLU(6.0, name=name + "_expand_relu")(y)
+  y = layers.DepthwiseConv2D(3, stride, padding="same", use_bias=False,
+                             name=name + "_depthwise")(y)
+  y = layers.BatchNormalization(name=name + "_depthwise_bn")(y)
+  y = layers.ReLU(6.0, name=name + "_depthwise_relu")(y)
+  y = layers.Conv2D(filters, 1, use_bias=False, name=name + "_project")(y)
+  y = layers.BatchNormalization(name=name + "_project_bn")(y)
+  if stride == 1 and in_channels == filters:
+    y = layers.Add(name=name + "_add")([x, y])
+  return y
+
+
+# (expansion, channels, blocks, first stride) per stage, MobileNetV2's table without its
+# last 320-channel stage: at 90x90 the map is already 3x3 there.
+_MOBILENET_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                     (6, 96, 3, 1), (6, 160, 3, 2))
+
+
+def mobilenet(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS, alpha=0.5):
+  """A latency-budget regressor: MobileNetV2 blocks and a PFLD-style multi-scale head.
+
+  Depthwise-separable blocks cost few FLOPs (27 MFLOP at alpha 0.5, 90x90) and run fast
+  under XNNPACK (the LiteRT export). The head concatenates (the spatial-fusion branch)
+  the pooled stride-16 features with the flattened final 3x3 map, so that the linear
+  layer sees both where and what.
+  """
+  channels = lambda n: _make_divisible(n * alpha)
+  images = keras.Input((input_size, input_size, 1), name="images")
+  x = layers.Conv2D(channels(32), 3, 2, padding="same", use_bias=False, name="stem")(images)
+  x = layers.BatchNormalization(name="stem_bn")(x)
+  x = layers.ReLU(6.0, name="stem_relu")(x)
+  block = 0
+  for expansion, filters, blocks, stride in _MOBILENET_STAGES:
+    for index in range(blocks):
+      x = _inverted_residual(x, channels(filters), stride if index == 0 else 1, expansion,
+                             f"block{block}")
+      block += 1
+      if filters == 96 and index == blocks - 1:
+        stride16 = x
+  x = layers.Conv2D(channels(256), 1, use_bias=False, name="top")(x)
+  x = layers.BatchNormalization(name="top_bn")(x)
+  x = layers.ReLU(6.0, name="top_relu")(x)
+  fused = layers.Concatenate(name="fuse")([
+      layers.GlobalAveragePooling2D(name="pool16")(stride16),
+      layers.Flatten(name="flatten")(x)])
+  x = layers.Dense(num_outputs, name="keypoints")(fused)
+  outputs = layers.Activation("linear", dtype="float32", name="keypoints_norm")(x)
+  return keras.Model(images, outputs, name=f"mobilenet_{int(alpha * 100):03d}")
+
+
+def tiny(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS):
+  """A network of a few thousand weights for tests: trains in seconds, in-process."""
+  images = keras.Input((input_size, input_size, 1), name="images")
+  x = layers.Conv2D(8, 3, strides=2, activation="relu", name="conv1")(images)
+  p1 = layers.MaxPooling2D(2, name="pool1")(x)
+  fused = layers.Concatenate(name="fuse")([layers.Conv2D(8, 1, name="conv1x1")(p1), p1])
+  x = layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2")(fused)
+  x = layers.GlobalAveragePooling2D(name="pool")(x)
+  x = layers.Dense(num_outputs, name="keypoints")(x)
+  outputs = layers.Activation("linear", dtype="float32", name="keypoints_norm")(x)
+  return keras.Model(images, outputs, name="tiny")
+
+
+MODELS = {"ppbnet": ppbnet, "fknet": fknet, "tiny": tiny,
+          "mobilenet_050": lambda **kw: mobilenet(alpha=0.5, **kw),
+          "mobilenet_075": lambda **kw: mobilenet(alpha=0.75, **kw)}
 
 
 def build(name, **kwargs):

@@ -10,7 +10,7 @@ import os
 
 import tensorflow as tf
 
-from fkd_tf.keypoints import NUM_KEYPOINTS
+from fkd_tf.core.keypoints import NUM_KEYPOINTS
 
 FORMAT_VERSION = 1
 DATASET_INFO = "dataset_info.json"

@@ -1,4 +1,6 @@
-"""Training as a library: `train_and_evaluate(config)` does data -> fit -> evaluate -> export.
+"""The training run end to end: `train_and_evaluate(config)` does data -> fit -> evaluate ->
+export. The train step itself is `trainer.KeypointTrainer.update_on_batch`; `fit` (or
+`distributed.fit` across workers) loops over it.
 
 No flags are read here (see `fkd_tf.train` for the command line), so tests and notebooks
 call it with a `TrainConfig`.
@@ -13,12 +15,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import config as config_lib, distributed, evaluate, export, input_pipeline
-from fkd_tf import io_utils
-from fkd_tf import losses, models, records, trainer as trainer_lib, visualize
-from fkd_tf.keypoints import NET_SIZE
-
-BEST_WEIGHTS = "best.weights.h5"
+from fkd_tf import evaluation, io_utils, run_folder
+from fkd_tf.core import config as config_lib
+from fkd_tf.core import losses, models
+from fkd_tf.core.keypoints import NET_SIZE
+from fkd_tf.data import pipeline, records
+from fkd_tf.serving import saved_model
+from fkd_tf.serving.module import stage_of
+from fkd_tf.training import callbacks as callbacks_lib
+from fkd_tf.training import distributed
+from fkd_tf.training import trainer as trainer_lib
 
 
 def make_strategy(name):
@@ -55,95 +61,6 @@ def make_loss(config):
   if config.loss == "huber":
     return losses.huber(config.huber_delta)
   return losses.LOSSES[config.loss]()
-
-
-class LearningRateLogger(keras.callbacks.Callback):
-  """Adds the epoch's learning rate to the logs, so the CSV log has it too."""
-
-  def on_epoch_end(self, epoch, logs=None):
-    if logs is not None:
-      logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-
-class NaNGuard(keras.callbacks.Callback):
-  """Stops training at the first non-finite loss and remembers where it happened."""
-
-  def __init__(self):
-    super().__init__()
-    self.where = None
-    self.epoch = 0
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self.epoch = epoch
-
-  def on_train_batch_end(self, batch, logs=None):
-    loss = (logs or {}).get("loss")
-    if loss is not None and not np.isfinite(float(loss)) and self.where is None:
-      self.where = (self.epoch + 1, batch + 1,
-                    int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
-      self.model.stop_training = True
-
-
-class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
-  """BackupAndRestore that never backs up an epoch whose loss went NaN, so a rerun resumes
-  from the last good epoch rather than from broken weights."""
-
-  def on_epoch_end(self, epoch, logs=None):
-    if logs is not None and not np.isfinite(float(logs.get("loss", 0.0))):
-      return
-    super().on_epoch_end(epoch, logs)
-
-
-class ValidationFaces(keras.callbacks.Callback):
-  """Draws predicted (magenta) and true (green) keypoints on a few validation faces into
-  TensorBoard each epoch, and into <model_dir>/val_faces.png at the end."""
-
-  def __init__(self, batch, network, augment_config, normalisation, log_dir, png_path):
-    super().__init__()
-    self.batch = batch
-    self.predict = evaluate.network_predictor(network, augment_config, normalisation)
-    self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "val_faces"))
-    self.png_path = png_path
-
-  def panel(self):
-    pred = self.predict(self.batch)
-    pictures = []
-    for image, size, true, guess in zip(self.batch["image"].numpy(),
-                                        self.batch["image_size"].numpy(),
-                                        self.batch["keypoints_px"].numpy(), pred):
-      face = image[:size[0], :size[1]]
-      pictures.append(visualize.draw_keypoints(face, [(true, visualize.TRUE_COLOUR),
-                                                      (guess, visualize.PRED_COLOUR)], 2))
-    return visualize.tile(pictures, columns=4)
-
-  def on_epoch_end(self, epoch, logs=None):
-    with self.writer.as_default():
-      tf.summary.image("val_faces", visualize.to_summary_array([self.panel()]), step=epoch)
-    self.writer.flush()
-
-  def on_train_end(self, logs=None):
-    io_utils.save_png(self.panel(), self.png_path)
-
-
-def make_callbacks(config, network, val_batch, nan_guard, chief=True, worker=0):
-  """Every worker keeps its own backup (to resume); only the chief writes the rest."""
-  if not chief:
-    return [nan_guard, GuardedBackupAndRestore(
-        os.path.join(config.model_dir, f"backup_worker{worker}"))]
-  log_dir = os.path.join(config.model_dir, "logs")
-  return [
-      LearningRateLogger(),
-      nan_guard,
-      GuardedBackupAndRestore(os.path.join(config.model_dir, "backup")),
-      keras.callbacks.ModelCheckpoint(
-          os.path.join(config.model_dir, BEST_WEIGHTS), monitor="val_nme_io", mode="min",
-          save_best_only=True, save_weights_only=True),
-      keras.callbacks.CSVLogger(os.path.join(config.model_dir, "training_log.csv"),
-                                append=True),
-      keras.callbacks.TensorBoard(log_dir, histogram_freq=1, write_graph=False),
-      ValidationFaces(val_batch, network, config.augment, config.normalisation, log_dir,
-                      os.path.join(config.model_dir, "val_faces.png")),
-  ]
 
 
 def config_to_json(config):
@@ -191,71 +108,51 @@ def train_and_evaluate(config):
   if config.max_train_examples:
     train_count = min(train_count, config.max_train_examples)
   steps_per_epoch = -(-train_count // config.batch_size)
-  train_ds = input_pipeline.make_dataset(config.tfrecord_dir, "train", config.batch_size,
+  train_ds = pipeline.make_dataset(config.tfrecord_dir, "train", config.batch_size,
                                          training=True, seed=config.seed,
                                          max_examples=config.max_train_examples)
-  val_ds = input_pipeline.make_dataset(config.tfrecord_dir, "val", config.batch_size,
+  val_ds = pipeline.make_dataset(config.tfrecord_dir, "val", config.batch_size,
                                        training=False)
-  val_batch = next(iter(input_pipeline.make_dataset(config.tfrecord_dir, "val", 8,
+  val_batch = next(iter(pipeline.make_dataset(config.tfrecord_dir, "val", 8,
                                                     training=False, cache=False)))
 
   with strategy.scope():
     trainer = build_trainer(config, steps_per_epoch)
-  nan_guard = NaNGuard()
+  nan_guard = callbacks_lib.NaNGuard()
   if config.strategy == "multi_worker":
     _, worker, _ = distributed.task_info()
-    callbacks = make_callbacks(config, trainer.network, val_batch, nan_guard, chief, worker)
+    callbacks = callbacks_lib.make_callbacks(config, trainer.network, val_batch, nan_guard, chief, worker)
     distributed.fit(trainer, strategy, lambda context: distributed_train_dataset(
         config, context), train_count // config.batch_size, config.epochs, val_ds, callbacks)
     print(f"final weights checksum: {distributed.weights_checksum(trainer.network):.10e}")
   else:
     trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                callbacks=make_callbacks(config, trainer.network, val_batch, nan_guard),
+                callbacks=callbacks_lib.make_callbacks(config, trainer.network, val_batch,
+                                                       nan_guard),
                 verbose=2, shuffle=False)  # the dataset shuffles itself
   if nan_guard.where:
     epoch, batch, step = nan_guard.where
     raise FloatingPointError(
         f"the training loss became NaN or infinite at epoch {epoch}, batch {batch} (optimizer "
-        f"step {step}); training stopped. The best weights so far ({BEST_WEIGHTS}), the last "
-        f"good backup and earlier exports in {config.model_dir} are untouched.")
+        f"step {step}); training stopped. The best weights so far "
+        f"({run_folder.BEST_WEIGHTS}), the last good backup and earlier exports in "
+        f"{config.model_dir} are untouched.")
 
   if not chief:
     return {}
-  trainer.load_weights(os.path.join(config.model_dir, BEST_WEIGHTS))
+  trainer.network.load_weights(os.path.join(config.model_dir, run_folder.BEST_WEIGHTS))
   return finish(config, trainer.network)
 
 
 def distributed_train_dataset(config, context):
   """One worker's share of the training data: its own records, per-replica batches,
   repeated (every worker runs the same number of steps, as collectives require)."""
-  return input_pipeline.make_dataset(
+  return pipeline.make_dataset(
       config.tfrecord_dir, "train", context.get_per_replica_batch_size(config.batch_size),
       training=True, seed=config.seed, drop_remainder=True,
       num_input_pipelines=context.num_input_pipelines,
       input_pipeline_id=context.input_pipeline_id,
       max_examples=config.max_train_examples).repeat()
-
-
-def warmup_images(tfrecord_dir, count=4):
-  """A few encoded validation images, for the SavedModel's warm-up requests."""
-  dataset = input_pipeline.make_dataset(tfrecord_dir, "val", count, training=False,
-                                        with_bytes=True, cache=False)
-  return list(next(iter(dataset))["image_bytes"].numpy())
-
-
-def load_network(model_dir):
-  """The best-on-validation network of a finished run, and its TrainConfig."""
-  with open(os.path.join(model_dir, "config.json")) as f:
-    config = config_lib.from_json(json.load(f))
-  trainer = build_trainer(config, steps_per_epoch=1)
-  trainer.optimizer.build(trainer.trainable_variables)
-  trainer.load_weights(os.path.join(model_dir, BEST_WEIGHTS))
-  return trainer.network, config
-
-
-def stage_of(network, config):
-  margin = config.augment.region_margin if config.augment.region == "keypoints" else None
-  return export.Stage(network, config.augment.rescale_size, config.normalisation, margin)
 
 
 def finish(config, network):
@@ -264,36 +161,36 @@ def finish(config, network):
   A refining stage is evaluated on oracle boxes (around the true keypoints, label
   "oracle box"); with --coarse_model_dir the exported cascade is evaluated end to end.
   """
-  predict = evaluate.network_predictor(network, config.augment, config.normalisation)
+  predict = evaluation.network_predictor(network, config.augment, config.normalisation)
   results = {}
   splits = ["val", "test"] if config.evaluate_test else ["val"]
   oracle = config.augment.region == "keypoints"
   for split in splits:
-    summary = evaluate.evaluate_split(
+    summary = evaluation.evaluate_split(
         predict, config.tfrecord_dir, split, os.path.join(config.model_dir, f"eval_{split}"),
         label=config.model + (" (oracle box)" if oracle else ""),
         extra={"framing": "oracle box" if oracle else "whole image"})
-    print(evaluate.format_summary(summary))
+    print(evaluation.format_summary(summary))
     results[split] = summary
   stages = [stage_of(network, config)]
   if config.coarse_model_dir:
-    stages.insert(0, stage_of(*load_network(config.coarse_model_dir)))
+    stages.insert(0, stage_of(*run_folder.load_network(config.coarse_model_dir)))
   if config.export and oracle and not config.coarse_model_dir:
     logging.warning("a refining stage without --coarse_model_dir is not exported")
   elif config.export:
-    results["export"] = export.export(
+    results["export"] = saved_model.export(
         stages, os.path.join(config.model_dir, "export"),
         metadata={"model": config.model, "coarse_model_dir": config.coarse_model_dir},
-        warmup_images=warmup_images(config.tfrecord_dir))
+        warmup_images=run_folder.warmup_images(config.tfrecord_dir))
     print(f"exported SavedModel: {results['export']}")
     if len(stages) > 1:
-      served = evaluate.saved_model_predictor(results["export"])
+      served = evaluation.saved_model_predictor(results["export"])
       for split in splits:
-        summary = evaluate.evaluate_split(
+        summary = evaluation.evaluate_split(
             served, config.tfrecord_dir, split,
             os.path.join(config.model_dir, f"eval_cascade_{split}"), label="cascade",
             with_bytes=True, extra={"framing": "cascade, whole image in"})
-        print("cascade " + evaluate.format_summary(summary))
+        print("cascade " + evaluation.format_summary(summary))
         results[f"cascade_{split}"] = summary
   io_utils.write_json(os.path.join(config.model_dir, "results.json"), results)
   return results

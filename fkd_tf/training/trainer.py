@@ -9,7 +9,7 @@ usual while the host only decodes.
 import keras
 import tensorflow as tf
 
-from fkd_tf import augment, geometry, inference, metrics
+from fkd_tf.core import augment, framing, geometry, metrics
 
 
 class KeypointTrainer(keras.Model):
@@ -64,7 +64,7 @@ class KeypointTrainer(keras.Model):
     images_net, keypoints_net, _ = augment.augment_batch(
         batch["image"], batch["image_size"], batch["keypoints_px"], self._next_seed(),
         self.augment_config)
-    target = inference.normalise(keypoints_net, self.normalisation)
+    target = framing.normalise(keypoints_net, self.normalisation)
     loss, gradients = self._loss_and_gradients(images_net, target)
     self.optimizer.apply(gradients, self.network.trainable_variables)
     return loss
@@ -86,10 +86,10 @@ class KeypointTrainer(keras.Model):
     """Evaluation-frame loss (batch mean) and NME_io per face [N] of one batch."""
     regions = augment.regions_for(batch["image_size"], batch["keypoints_px"],
                                   self.augment_config)
-    keypoints_px, keypoints_norm, net_from_image = inference.predict_keypoints_px(
+    keypoints_px, keypoints_norm, net_from_image = framing.predict_keypoints_px(
         self.network, batch["image"], regions, self.augment_config.rescale_size,
         self.normalisation)
-    target = inference.normalise(
+    target = framing.normalise(
         geometry.transform_points(net_from_image, batch["keypoints_px"]), self.normalisation)
     loss = self.loss_fn(target, tf.cast(keypoints_norm, tf.float32))
     return loss, metrics.nme(keypoints_px, batch["keypoints_px"])

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import run_module
-from fkd_tf import evaluate
+from fkd_tf import evaluation
 import fakes
 
 
@@ -18,7 +18,7 @@ def test_report_figures_on_known_predictions(tmp_path):
   results = {"file_name": ["a_00.jpg", "b_00.jpg", "c_00.jpg", "d_00.jpg"],
              "pred_px": pred.astype(np.float32), "true_px": truth,
              "image_size": np.array([[120, 110]] * 4)}
-  summary = evaluate.write_report(str(tmp_path), "test", results)
+  summary = evaluation.write_report(str(tmp_path), "test", results)
   np.testing.assert_allclose(summary["nme_io"], np.mean([0, 0.03, 0.06, 0.12]), rtol=1e-5)
   assert summary["failure_rate_10"] == 0.25
   np.testing.assert_allclose(summary["auc_10"], np.mean([1.0, 0.7, 0.4, 0.0]), rtol=1e-5)
@@ -33,7 +33,7 @@ def test_report_figures_on_known_predictions(tmp_path):
 
 def test_original_units_loss_is_zero_for_perfect_predictions():
   truth = np.stack([fakes.face_template() * 100.0] * 2).astype(np.float32)
-  assert evaluate.original_units_loss(truth, truth, np.array([[150, 120]] * 2)) == 0.0
+  assert evaluation.original_units_loss(truth, truth, np.array([[150, 120]] * 2)) == 0.0
 
 
 def test_cli_on_the_smoke_export_agrees_with_training(smoke_run, tfrecord_dir, tmp_path):

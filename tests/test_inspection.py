@@ -5,7 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import run_module
-from fkd_tf import augment, evaluate, export, inspect, models
+from fkd_tf import evaluation, inspection
+from fkd_tf.core import augment, models
+from fkd_tf.serving import saved_model
+from fkd_tf.serving.module import Stage
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 BOX_BLUR = np.full((3, 3), 1 / 9, np.float32)
@@ -25,21 +28,21 @@ def hand_set_network():
 
 
 def test_classification_names_hand_set_kernels():
-  kernels, name = inspect.first_conv_kernels(hand_set_network())
+  kernels, name = inspection.first_conv_kernels(hand_set_network())
   assert name == "conv1"
-  kinds = [inspect.classify_kernel(kernels[:, :, 0, i])["kind"] for i in range(4)]
+  kinds = [inspection.classify_kernel(kernels[:, :, 0, i])["kind"] for i in range(4)]
   assert kinds == ["edge", "blur", "edge", "other"]
-  sobel = inspect.classify_kernel(SOBEL_X)
+  sobel = inspection.classify_kernel(SOBEL_X)
   assert abs(sobel["gradient_angle_deg"]) < 1e-6  # a horizontal gradient
-  assert abs(inspect.classify_kernel(SOBEL_X.T)["gradient_angle_deg"] - 90) < 1e-6
-  assert inspect.classify_kernel(-BOX_BLUR)["photo_negative"]
+  assert abs(inspection.classify_kernel(SOBEL_X.T)["gradient_angle_deg"] - 90) < 1e-6
+  assert inspection.classify_kernel(-BOX_BLUR)["photo_negative"]
 
 
 def test_filter_grid_and_feature_maps():
-  kernels, _ = inspect.first_conv_kernels(hand_set_network())
-  assert len(inspect.kernel_tiles(kernels)) == kernels.shape[-1] == 32
+  kernels, _ = inspection.first_conv_kernels(hand_set_network())
+  assert len(inspection.kernel_tiles(kernels)) == kernels.shape[-1] == 32
   image = np.random.default_rng(1).uniform(size=(90, 90, 1)).astype(np.float32)
-  maps = inspect.feature_maps(image, kernels)
+  maps = inspection.feature_maps(image, kernels)
   expected = tf.nn.conv2d(image[np.newaxis], SOBEL_X[:, :, None, None], 1, "VALID")
   np.testing.assert_allclose(maps[..., 0], expected.numpy()[0, ..., 0], atol=1e-5)
   assert maps.shape == (88, 88, 32)
@@ -48,14 +51,14 @@ def test_filter_grid_and_feature_maps():
 def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path):
   network = hand_set_network()
   config = augment.AugmentConfig()
-  kernels, name = inspect.first_conv_kernels(network)
-  counts, chosen = inspect.inspect_run(
-      kernels, name, 100.0, evaluate.network_predictor(network, config, "original"),
+  kernels, name = inspection.first_conv_kernels(network)
+  counts, chosen = inspection.inspect_run(
+      kernels, name, 100.0, evaluation.network_predictor(network, config, "original"),
       tfrecord_dir, str(tmp_path / "inspect"), worst=4, log_dir=str(tmp_path / "logs"))
   assert sum(counts.values()) == 32 and counts["edge"] >= 2 and counts["blur"] >= 1
   nmes = [r["nme_io"] for r in chosen]
   assert nmes == sorted(nmes, reverse=True) and len(chosen) == 4
-  evaluate.evaluate_split(evaluate.network_predictor(network, config, "original"),
+  evaluation.evaluate_split(evaluation.network_predictor(network, config, "original"),
                           tfrecord_dir, "test", str(tmp_path / "eval"))
   per_image = {r["file_name"]: float(r["nme_io"])
                for r in csv.DictReader(open(tmp_path / "eval" / "per_image_test.csv"))}
@@ -70,14 +73,14 @@ def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path)
 
 def test_kernels_read_from_an_export_are_the_networks(tmp_path):
   network = hand_set_network()
-  path = export.export([export.Stage(network, 100.0, "original")], str(tmp_path / "export"))
-  kernels, _ = inspect.saved_model_first_conv(path)
-  np.testing.assert_array_equal(kernels, inspect.first_conv_kernels(network)[0])
+  path = saved_model.export([Stage(network, 100.0, "original")], str(tmp_path / "export"))
+  kernels, _ = inspection.saved_model_first_conv(path)
+  np.testing.assert_array_equal(kernels, inspection.first_conv_kernels(network)[0])
 
 
 def test_cli_on_a_saved_model(smoke_run, tfrecord_dir, tmp_path):
   model_dir, _ = smoke_run
-  result = run_module("fkd_tf.inspect", f"--saved_model={model_dir}/export",
+  result = run_module("fkd_tf.inspect_run", f"--saved_model={model_dir}/export",
                       f"--tfrecord_dir={tfrecord_dir}", f"--output_dir={tmp_path}", "--worst=3")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "first layer:" in result.stdout

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fkd_tf import input_pipeline
+from fkd_tf.data import decode, pipeline
 import fakes
 
 # Smooth, so that lossy JPEG stays close to it.
@@ -12,7 +12,7 @@ GRAY = (np.add.outer(np.arange(50) * 2, np.arange(60) * 2) + 20).astype(np.uint8
 @pytest.mark.parametrize("fmt,mode", [("PNG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"),
                                       ("PNG", "LA"), ("JPEG", "L"), ("JPEG", "RGB")])
 def test_decode_gray_any_format(fmt, mode):
-  image = input_pipeline.decode_gray(tf.constant(fakes.encode(GRAY, fmt, mode))).numpy()
+  image = decode.decode_gray(tf.constant(fakes.encode(GRAY, fmt, mode))).numpy()
   assert image.shape == (50, 60, 1) and image.dtype == np.uint8
   tolerance = 3 if fmt == "JPEG" else 1  # lossy JPEG; gray<->RGB rounding for PNG
   assert np.abs(image[..., 0].astype(int) - GRAY.astype(int)).mean() < tolerance
@@ -20,11 +20,11 @@ def test_decode_gray_any_format(fmt, mode):
 
 def test_not_an_image_names_the_input():
   with pytest.raises(tf.errors.InvalidArgumentError, match="image is not a PNG, JPEG"):
-    input_pipeline.decode_gray(tf.constant(b"definitely not pixels"))
+    decode.decode_gray(tf.constant(b"definitely not pixels"))
 
 
 def test_dataset_shapes_dtypes_and_padding(tfrecord_dir):
-  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", 5, training=True,
+  dataset = pipeline.make_dataset(tfrecord_dir, "train", 5, training=True,
                                         with_names=True)
   batches = list(dataset)
   assert sum(int(b["image"].shape[0]) for b in batches) == 24
@@ -41,23 +41,23 @@ def test_dataset_shapes_dtypes_and_padding(tfrecord_dir):
 
 def test_training_order_changes_each_epoch_but_not_with_the_seed(tfrecord_dir):
   names = lambda ds: [n for b in ds for n in b["file_name"].numpy()]
-  dataset = input_pipeline.make_dataset(tfrecord_dir, "train", 4, training=True, seed=3,
+  dataset = pipeline.make_dataset(tfrecord_dir, "train", 4, training=True, seed=3,
                                         with_names=True)
   first, second = names(dataset), names(dataset)
   assert sorted(first) == sorted(second) and first != second
-  same = input_pipeline.make_dataset(tfrecord_dir, "train", 4, training=True, seed=3,
+  same = pipeline.make_dataset(tfrecord_dir, "train", 4, training=True, seed=3,
                                      with_names=True)
   assert names(same) == first
-  evaluation = input_pipeline.make_dataset(tfrecord_dir, "val", 4, training=False,
+  evaluation = pipeline.make_dataset(tfrecord_dir, "val", 4, training=False,
                                            with_names=True)
   assert names(evaluation) == names(evaluation)
 
 
 def test_max_examples_and_worker_sharding(tfrecord_dir):
   count = lambda ds: sum(int(b["image"].shape[0]) for b in ds)
-  assert count(input_pipeline.make_dataset(tfrecord_dir, "train", 4, False,
+  assert count(pipeline.make_dataset(tfrecord_dir, "train", 4, False,
                                            max_examples=7)) == 7
-  halves = [count(input_pipeline.make_dataset(tfrecord_dir, "train", 4, False,
+  halves = [count(pipeline.make_dataset(tfrecord_dir, "train", 4, False,
                                               num_input_pipelines=2, input_pipeline_id=i))
             for i in range(2)]
   assert halves == [12, 12]
@@ -66,7 +66,7 @@ def test_max_examples_and_worker_sharding(tfrecord_dir):
 def test_header_pixels_of_png_and_jpeg():
   for fmt in ("PNG", "JPEG"):
     encoded = fakes.encode(np.zeros((37, 53), np.uint8), fmt)
-    assert int(input_pipeline.header_pixels(tf.constant(encoded))) == 37 * 53
+    assert int(decode.header_pixels(tf.constant(encoded))) == 37 * 53
   with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
-    input_pipeline.decode_gray(tf.constant(fakes.encode(np.zeros((40, 40), np.uint8))),
+    decode.decode_gray(tf.constant(fakes.encode(np.zeros((40, 40), np.uint8))),
                                max_pixels=1000)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fkd_tf import augment, export, inference, models
+from fkd_tf.core import augment, framing, models
+from fkd_tf.serving import saved_model
+from fkd_tf.serving.module import Stage
 import fakes
 
 LOAD_AND_RUN = r"""
@@ -26,7 +28,7 @@ def exported(tmp_path_factory):
   tf.keras.utils.set_random_seed(1)
   network = models.ppbnet()
   base = str(tmp_path_factory.mktemp("export"))
-  path = export.export([export.Stage(network, 100.0, "original")], base,
+  path = saved_model.export([Stage(network, 100.0, "original")], base,
                        metadata={"model": "ppbnet"})
   return network, base, path
 
@@ -47,11 +49,11 @@ def test_fresh_process_matches_the_keras_model(exported, tmp_path):
   expected_px, images_net = [], []
   for face in faces:
     canvas = tf.constant(face[np.newaxis, :, :, np.newaxis])
-    regions = augment.whole_image_regions([face.shape])
-    keypoints_px, _, _ = inference.predict_keypoints_px(network, canvas, regions, 100.0,
+    regions = framing.whole_image_regions([face.shape])
+    keypoints_px, _, _ = framing.predict_keypoints_px(network, canvas, regions, 100.0,
                                                         "original")
     expected_px.append(keypoints_px.numpy()[0])
-    images_net.append(augment.frame_batch(canvas, regions, 100.0)[0].numpy()[0])
+    images_net.append(framing.frame_batch(canvas, regions, 100.0)[0].numpy()[0])
   inputs = str(tmp_path / "inputs.npz")
   np.savez(inputs, image_bytes=np.array(image_bytes, dtype=object),
            images_net=np.stack(images_net))
@@ -91,7 +93,7 @@ def test_not_an_image_is_an_invalid_argument_naming_the_input(exported):
 def test_versions_are_numbered_and_complete(exported):
   network, base, path = exported
   assert os.path.basename(path) == "1"
-  second = export.export([export.Stage(network, 100.0, "original")], base)
+  second = saved_model.export([Stage(network, 100.0, "original")], base)
   assert os.path.basename(second) == "2"
   assert all(name.isdigit() for name in os.listdir(base))  # no temporary folder left
   meta = json.load(open(os.path.join(second, "assets.extra", "fkd_tf.json")))
@@ -103,10 +105,10 @@ def test_versions_are_numbered_and_complete(exported):
 def test_warmup_file_parses_and_replays(exported, tmp_path):
   network, base, _ = exported
   images = [fakes.encode(face, "PNG", "RGBA") for face in _faces(2, seed=9)]
-  path = export.export([export.Stage(network, 100.0, "original")], base,
+  path = saved_model.export([Stage(network, 100.0, "original")], base,
                        warmup_images=images)
-  warmup = os.path.join(path, "assets.extra", export.WARMUP_FILE)
-  requests = export.read_warmup_requests(warmup)
+  warmup = os.path.join(path, "assets.extra", saved_model.WARMUP_FILE)
+  requests = saved_model.read_warmup_requests(warmup)
   assert len(requests) == 2
   model = tf.saved_model.load(path)
   for request, image in zip(requests, images):
@@ -145,7 +147,7 @@ def test_flip_average_of_a_mirror_symmetric_network_changes_nothing():
                                   bias_initializer=tf.keras.initializers.Constant(
                                       ((template - 45) / 45).reshape(-1)))(mean)
   network = tf.keras.Model(inputs, outputs)
-  plain = inference.keypoints_net_of(network, images, "centered")
-  averaged = inference.keypoints_net_of(network, images, "centered", flip_average=True)
+  plain = framing.keypoints_net_of(network, images, "centered")
+  averaged = framing.keypoints_net_of(network, images, "centered", flip_average=True)
   np.testing.assert_allclose(averaged.numpy(), plain.numpy(), atol=1e-4)
   np.testing.assert_allclose(plain.numpy()[0], template, atol=1e-4)

@@ -1,0 +1,78 @@
+"""Writes a SavedModel for TF Serving, atomically, as the next numeric version.
+
+A version is saved under a hidden temporary name in its base folder and renamed to the
+next number, so a server never sees half a model and old versions stay.
+"""
+
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from fkd_tf.serving import versions
+from fkd_tf.serving.module import KeypointServer
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def write_warmup_requests(path, image_bytes_list, model_name="fkd_tf"):
+  """TF Serving's warm-up file: a TFRecord of PredictionLog, one request per image, so the
+  server traces and loads everything before its first real request."""
+  from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  with tf.io.TFRecordWriter(path) as writer:
+    for image_bytes in image_bytes_list:
+      request = predict_pb2.PredictRequest(
+          model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+      request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image_bytes], tf.string))
+      log = prediction_log_pb2.PredictionLog(
+          predict_log=prediction_log_pb2.PredictLog(request=request))
+      writer.write(log.SerializeToString())
+
+
+def read_warmup_requests(path):
+  """The PredictRequests of a warm-up file (for checks and replay)."""
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  requests = []
+  for record in tf.data.TFRecordDataset(path):
+    log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    requests.append(log.predict_log.request)
+  return requests
+
+
+def export(stages, export_base, metadata=None, warmup_images=()):
+  """Writes a new numeric version under export_base and returns its path.
+
+  stages: list of `Stage` (one network, or coarse then refining networks).
+
+  warmup_images: encoded images for assets.extra/tf_serving_warmup_requests.
+
+  The SavedModel is saved under a hidden temporary name in the same folder, then renamed:
+  a reader sees either no new version or a complete one, and old versions are untouched.
+  """
+  os.makedirs(export_base, exist_ok=True)
+  server = KeypointServer(stages)
+  version = versions.next_version(export_base)
+  tmp = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
+  try:
+    tf.saved_model.save(server, tmp, signatures={
+        "serving_default": server.serve_bytes,
+        "with_boxes": server.serve_bytes_with_boxes,
+        "preprocessed": server.serve_preprocessed,
+    })
+    extra = os.path.join(tmp, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, "fkd_tf.json"), "w") as f:
+      json.dump({"stages": [{"model": stage.network.name, "rescale_size": stage.rescale_size,
+                             "normalisation": stage.normalisation,
+                             "region_margin": stage.region_margin,
+                             "flip_average": stage.flip_average} for stage in stages],
+                 **(metadata or {})}, f, indent=2, sort_keys=True)
+    if warmup_images:
+      write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)
+    final = os.path.join(export_base, str(version))
+    os.rename(tmp, final)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp)
+  return final

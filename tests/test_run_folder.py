@@ -1,0 +1,29 @@
+import json
+
+import pytest
+
+from fkd_tf import run_folder
+
+
+def test_a_folder_without_config_is_named(tmp_path):
+  with pytest.raises(run_folder.RunFolderError, match=f"{tmp_path} is not a run folder"):
+    run_folder.load_network(str(tmp_path))
+
+
+def test_a_broken_config_is_named(tmp_path):
+  (tmp_path / "config.json").write_text("{not json")
+  with pytest.raises(run_folder.RunFolderError, match="config.json is not a readable"):
+    run_folder.read_config(str(tmp_path))
+
+
+def test_a_run_without_weights_is_named(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps(
+      {"tfrecord_dir": "d", "model_dir": str(tmp_path), "model": "tiny", "augment": {}}))
+  assert run_folder.read_config(str(tmp_path)).model == "tiny"
+  with pytest.raises(run_folder.RunFolderError, match="has no best.weights.h5"):
+    run_folder.load_network(str(tmp_path))
+
+
+def test_warmup_images_are_encoded_validation_faces(tfrecord_dir):
+  images = run_folder.warmup_images(tfrecord_dir, count=2)
+  assert len(images) == 2 and all(image[:4] == b"\x89PNG" for image in images)
