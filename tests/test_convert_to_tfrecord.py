@@ -1,6 +1,8 @@
 import json
 import os
 import shutil
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -90,6 +92,29 @@ def _set_cell(line, column, value):
   return ",".join(cells) + "\n"
 
 
+def _same_cell(line, columns, value):
+  """The row with every cell in columns (a slice of the 136 coordinates) set to value."""
+  cells = line.rstrip("\n").split(",")
+  coordinates = cells[1:]
+  coordinates[columns] = [value] * len(coordinates[columns])
+  return ",".join(cells[:1] + coordinates) + "\n"
+
+
+def _png_header_only(width, height):
+  """A PNG declaring width x height whose pixel data stops after a few bytes: only a
+  header reader can tell its size."""
+  def chunk(kind, data):
+    return (struct.pack(">I", len(data)) + kind + data +
+            struct.pack(">I", zlib.crc32(kind + data)))
+  return (b"\x89PNG\r\n\x1a\n" +
+          chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)) +
+          chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+
+
+def _write_bytes(data):
+  return lambda path: open(path, "wb").write(data)
+
+
 BAD_ROWS = {
     "wrong column count": (lambda l: l[:3] + [l[3].rstrip("\n") + ",7.0\n"] + l[4:], None,
                            "line 4.*expected 137 columns"),
@@ -108,6 +133,21 @@ BAD_ROWS = {
     "too small": (None, lambda p: open(p, "wb").write(fakes.encode(np.zeros((10, 40),
                                                                              np.uint8))),
                   "line 4.*smaller than 16 px"),
+    "much too wide": (lambda l: l[:3] + [l[3].rstrip("\n") + ",1.0" * 140 + "\n"] + l[4:],
+                      None, "line 4 .*expected 137 columns.*found 277"),
+    "float32 overflow": (lambda l: l[:3] + [_set_cell(l[3], 2, "1e39")] + l[4:], None,
+                         "line 4.*column 2 is '1e39', not a finite float32"),
+    "all values equal": (lambda l: l[:3] + [_same_cell(l[3], slice(None), "50.0")] + l[4:],
+                         None, "line 4.*zero width"),
+    "all y equal": (lambda l: l[:3] + [_same_cell(l[3], slice(1, None, 2), "60.5")] + l[4:],
+                    None, "line 4.*zero height"),
+    "dot-slash duplicate": (lambda l: l + ["./" + l[3]],
+                            None, "line 32 \\(\\./.*duplicate file name, first on line 4"),
+    "no header row": (lambda l: l[1:], None, "line 1 .*no header row"),
+    "too large": (None, _write_bytes(fakes.encode(np.zeros((40, 4097), np.uint8))),
+                  "line 4.*4097x40, larger than 4096 px"),
+    "too large by its header": (None, _write_bytes(_png_header_only(10000, 10000)),
+                                "line 4.*10000x10000, larger than 4096 px"),
     "header only": (lambda l: l[:1], None, "no data rows"),
     "empty csv": (lambda l: [], None, "empty"),
 }
@@ -127,9 +167,86 @@ def test_bad_input_is_named_and_nothing_is_written(raw_dir, tmp_path, case):
   assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
 
 
+def _replace_name(folder, old_name, new_name):
+  csv_path = os.path.join(folder, "training_frames_keypoints.csv")
+  text = open(csv_path).read()
+  assert text.count(f"\n{old_name},") == 1
+  with open(csv_path, "w") as f:
+    f.write(text.replace(f"\n{old_name},", f"\n{new_name},"))
+
+
+def test_names_leading_out_of_the_image_folder_are_refused(raw_dir, tmp_path):
+  folder, name = _corrupt(raw_dir, tmp_path)
+  test_name = sorted(os.listdir(os.path.join(folder, "test")))[0]
+  outside = str(tmp_path / "Outside_00.jpg")
+  shutil.copy(os.path.join(folder, "training", name), outside)
+  # Each of these is a readable image, so only the path check can refuse it.
+  for bad_name in (f"../test/{test_name}", outside):
+    _replace_name(folder, name, bad_name)
+    with pytest.raises(convert.ConversionError, match="line 4 .*leads out of"):
+      convert.convert(folder, str(tmp_path / "out"))
+    _replace_name(folder, bad_name, name)
+  image_path = os.path.join(folder, "training", name)
+  os.remove(image_path)
+  os.symlink(outside, image_path)
+  with pytest.raises(convert.ConversionError, match=f"line 4 \\({name}\\).*leads out of"):
+    convert.convert(folder, str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_name_without_a_frame_number_names_the_line(raw_dir, tmp_path):
+  folder, name = _corrupt(raw_dir, tmp_path)
+  os.rename(os.path.join(folder, "training", name), os.path.join(folder, "training", "Nobody.jpg"))
+  _replace_name(folder, name, "Nobody.jpg")
+  with pytest.raises(convert.ConversionError,
+                     match=r"training_frames_keypoints.csv line 4 \(Nobody.jpg\).*_NN"):
+    convert.convert(folder, str(tmp_path / "out"))
+
+
+def _fingerprint_of(folder):
+  return sorted((os.path.relpath(os.path.join(root, n), folder),
+                 convert.sha256_of(os.path.join(root, n)))
+                for root, _, files in os.walk(folder) for n in files)
+
+
+@pytest.mark.parametrize("where", ["parent", "same", "inside"])
+def test_output_dir_around_or_inside_data_dir_is_refused(raw_dir, tmp_path, where):
+  data_dir = str(tmp_path / "project" / "raw")
+  shutil.copytree(raw_dir, data_dir)
+  before = _fingerprint_of(data_dir)
+  output_dir = {"parent": str(tmp_path / "project"), "same": data_dir,
+                "inside": os.path.join(data_dir, "records")}[where]
+  with pytest.raises(convert.ConversionError,
+                     match=f"--output_dir={output_dir} .*--data_dir={data_dir}"):
+    convert.convert(data_dir, output_dir, overwrite=True)
+  assert _fingerprint_of(data_dir) == before
+  assert sorted(os.listdir(tmp_path / "project")) == ["raw"]
+
+
+def test_bom_crlf_quotes_and_blank_lines_read_like_the_plain_file(raw_dir, tmp_path):
+  plain_path = os.path.join(raw_dir, "training_frames_keypoints.csv")
+  lines = open(plain_path).read().splitlines()
+  quoted = [",".join(f'"{cell}"' for cell in line.split(",")) for line in lines]
+  variant = quoted[:3] + ["", " , ,"] + quoted[3:]  # lines 4 and 5 hold no face
+  variant_path = str(tmp_path / "training_frames_keypoints.csv")
+  with open(variant_path, "w", encoding="utf-8-sig", newline="") as f:
+    f.write("\r\n".join(variant) + "\r\n")
+  plain, read = convert.read_rows(plain_path), convert.read_rows(variant_path)
+  assert [n for _, n, _ in read] == [n for _, n, _ in plain]
+  assert [line for line, _, _ in read] == [2, 3] + list(range(6, len(lines) + 3))
+  np.testing.assert_array_equal(np.stack([v for _, _, v in read]),
+                                np.stack([v for _, _, v in plain]))
+  # A bad cell after the blank lines is reported on the line an editor shows.
+  variant[7] = _set_cell(variant[7], 5, '"x"').rstrip("\n")
+  with open(variant_path, "w", encoding="utf-8-sig", newline="") as f:
+    f.write("\r\n".join(variant) + "\r\n")
+  with pytest.raises(convert.ConversionError, match="line 8 .*non-numeric"):
+    convert.read_rows(variant_path)
+
+
 def test_missing_csv_is_named(tmp_path):
   with pytest.raises(convert.ConversionError, match="training_frames_keypoints.csv.*not found"):
-    convert.convert(str(tmp_path), str(tmp_path / "out"))
+    convert.convert(str(tmp_path / "raw"), str(tmp_path / "out"))
 
 
 def test_refuses_to_overwrite_another_data_set(raw_dir, tfrecord_dir, tmp_path):

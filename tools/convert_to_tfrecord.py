@@ -8,16 +8,20 @@ with an error naming the CSV, its line and the image; the output folder is writt
 under a temporary name and swapped in only when complete.
 """
 
-import csv
 import hashlib
+import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
+import warnings
 
 from absl import app, flags
 import numpy as np
+import pandas as pd
+from PIL import Image
 import tensorflow as tf
 
 from fkd_tf import io_utils
@@ -26,7 +30,14 @@ from fkd_tf.data import records
 
 CSV_FILES = {"train": ("training_frames_keypoints.csv", "training"),
              "test": ("test_frames_keypoints.csv", "test")}
+CSV_COLUMNS = 1 + 2 * NUM_KEYPOINTS  # file name, then x0, y0, ..., x67, y67
 MIN_IMAGE_SIDE = 16
+# The data set's largest image is under 500 px a side; 4096 leaves room for other faces
+# while refusing a small file that decodes to gigabytes (training would die on it later
+# with "image is too large", naming no file).
+MAX_IMAGE_SIDE = 4096
+# A first cell ending like this means the first row is a face, not the header.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 class ConversionError(ValueError):
@@ -41,62 +52,142 @@ def sha256_of(path):
   return digest.hexdigest()
 
 
+def _read_cells(csv_path):
+  """A keypoint CSV's cells as strings: DataFrame row i is line i + 1 of the file.
+
+  The python engine pads a short row with NaN but keeps an empty cell as "", so a missing
+  column is told from an empty one. Rows up to twice the expected width are counted; a
+  wider one makes pandas raise, naming its line.
+  """
+  if not os.path.isfile(csv_path):
+    raise ConversionError(f"{csv_path}: CSV file not found")
+  try:
+    return pd.read_csv(csv_path, header=None, names=range(2 * CSV_COLUMNS), index_col=False,
+                       dtype=str, keep_default_na=False, skip_blank_lines=False,
+                       engine="python", encoding="utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise ConversionError(f"{csv_path}: not a text CSV ({e})") from None
+  except pd.errors.EmptyDataError:
+    return pd.DataFrame()
+  except pd.errors.ParserError as e:
+    too_wide = re.search(r"line (\d+), saw (\d+)", str(e))
+    if too_wide:
+      line, found = int(too_wide[1]), too_wide[2]
+      with open(csv_path, encoding="utf-8-sig") as f:
+        text = f.read().splitlines()
+      name = text[line - 1].split(",", 1)[0].strip(' "') if line <= len(text) else "?"
+      raise ConversionError(f"{csv_path} line {line} ({name}): expected {CSV_COLUMNS} columns "
+                            f"(file name + {2 * NUM_KEYPOINTS} coordinates), found "
+                            f"{found}") from None
+    raise ConversionError(f"{csv_path}: malformed CSV ({e})") from None
+
+
+def _is_nan_text(cell):
+  return cell.strip().lstrip("+-").lower() == "nan"
+
+
 def read_rows(csv_path):
   """Reads and checks a keypoint CSV: header, then file name + 136 finite floats per row.
 
   Returns:
-    list of (line_number, file_name, keypoints [136] float32).
+    list of (line_number, file_name, keypoints [136] float32); line 1 is the header.
   """
-  if not os.path.isfile(csv_path):
-    raise ConversionError(f"{csv_path}: CSV file not found")
-  expected = 1 + 2 * NUM_KEYPOINTS
+  cells = _read_cells(csv_path)
+  if cells.empty:
+    raise ConversionError(f"{csv_path}: the file is empty (expected a header row and "
+                          "one row per image)")
+  first_cell = cells.iat[0, 0]
+  if isinstance(first_cell, str) and first_cell.strip().lower().endswith(IMAGE_EXTENSIONS):
+    raise ConversionError(f"{csv_path} line 1 ({first_cell.strip()}): the file has no header "
+                          f"row; its first line must be the header ,0,1,...,"
+                          f"{2 * NUM_KEYPOINTS - 1} (without it the first face is lost)")
+  field_counts = cells.notna().sum(axis=1).to_numpy()
+  coordinates = cells.iloc[:, 1:CSV_COLUMNS]
+  numbers = coordinates.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+  # The records hold float32: 1e39 is finite as a float64 but infinite once stored.
+  with np.errstate(over="ignore"):
+    keypoints = numbers.astype(np.float32)
   rows, seen = [], {}
-  try:
-    with open(csv_path, newline="") as f:
-      reader = csv.reader(f)
-      header = next(reader, None)
-      if header is None:
-        raise ConversionError(f"{csv_path}: the file is empty (expected a header row and "
-                              "one row per image)")
-      for row in reader:
-        line = reader.line_num
-        if not row or all(not cell.strip() for cell in row):
-          continue
-        name = row[0].strip()
-        where = f"{csv_path} line {line} ({name or 'no file name'})"
-        if len(row) != expected:
-          raise ConversionError(f"{where}: expected {expected} columns (file name + "
-                                f"{2 * NUM_KEYPOINTS} coordinates), found {len(row)}")
-        if not name:
-          raise ConversionError(f"{where}: empty file name")
-        if name in seen:
-          raise ConversionError(f"{where}: duplicate file name, first on line {seen[name]}")
-        seen[name] = line
-        try:
-          values = np.array([float(cell) for cell in row[1:]], np.float64)
-        except ValueError:
-          bad = next(c for c in row[1:] if not _is_float(c))
-          raise ConversionError(f"{where}: non-numeric keypoint value {bad!r}") from None
-        if not np.all(np.isfinite(values)):
-          column = int(np.argmin(np.isfinite(values))) + 1
-          raise ConversionError(f"{where}: keypoint column {column} is {row[column]!r}, "
-                                "not a finite number")
-        rows.append((line, name, values.astype(np.float32)))
-  except UnicodeDecodeError as e:
-    raise ConversionError(f"{csv_path}: not a text CSV ({e})") from None
-  except csv.Error as e:
-    raise ConversionError(f"{csv_path}: malformed CSV ({e})") from None
+  for index in range(1, len(cells)):
+    line = index + 1
+    name = cells.iat[index, 0].strip() if field_counts[index] else ""
+    if not name and all(not cell.strip() for cell in cells.iloc[index].dropna()):
+      continue  # a blank line (or one of bare commas)
+    where = f"{csv_path} line {line} ({name or 'no file name'})"
+    if field_counts[index] != CSV_COLUMNS:
+      raise ConversionError(f"{where}: expected {CSV_COLUMNS} columns (file name + "
+                            f"{2 * NUM_KEYPOINTS} coordinates), found {field_counts[index]}")
+    if not name:
+      raise ConversionError(f"{where}: empty file name")
+    if "\n" in name or "\r" in name:
+      raise ConversionError(f"{where}: the file name spans several lines (an unclosed "
+                            "quote?)")
+    try:
+      person_id(name)
+    except ValueError as e:
+      raise ConversionError(f"{where}: {e}") from None
+    # ./X.jpg and X.jpg are the same image.
+    key = os.path.normpath(name)
+    if key in seen:
+      raise ConversionError(f"{where}: duplicate file name, first on line {seen[key]}")
+    seen[key] = line
+    for column in np.flatnonzero(np.isnan(numbers[index])) + 1:
+      if not _is_nan_text(cells.iat[index, column]):
+        raise ConversionError(f"{where}: non-numeric keypoint value "
+                              f"{cells.iat[index, column]!r} in column {column}")
+    finite = np.isfinite(keypoints[index])
+    if not finite.all():
+      column = int(np.argmin(finite)) + 1
+      raise ConversionError(f"{where}: keypoint column {column} is "
+                            f"{cells.iat[index, column]!r}, not a finite float32 number")
+    width, height = np.ptp(keypoints[index, 0::2]), np.ptp(keypoints[index, 1::2])
+    if width == 0 or height == 0:
+      raise ConversionError(f"{where}: the keypoints span a box of zero "
+                            f"{'width' if width == 0 else 'height'} (all x or all y equal); "
+                            "the mean shape cannot be scaled to it")
+    rows.append((line, name, keypoints[index]))
   if not rows:
     raise ConversionError(f"{csv_path}: no data rows after the header")
   return rows
 
 
-def _is_float(text):
+def image_path_inside(image_dir, name, where):
+  """The image's path, refused when the name or a link leads out of image_dir."""
+  image_path = os.path.join(image_dir, name)
+  resolved, folder = os.path.realpath(image_path), os.path.realpath(image_dir)
+  if os.path.commonpath([resolved, folder]) != folder or resolved == folder:
+    raise ConversionError(f"{where}: image name {name!r} leads out of {image_dir} (to "
+                          f"{resolved}); names must stay inside the split's folder")
+  return image_path
+
+
+def _refuse_large_header(image_bytes, image_path, where):
+  """Refuses an image whose header declares a side over MAX_IMAGE_SIDE, before decoding it.
+
+  PIL reads only the header here; a format it cannot read is left to the decoder.
+  """
   try:
-    float(text)
-    return True
-  except ValueError:
-    return False
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      with Image.open(io.BytesIO(image_bytes)) as image:
+        width, height = image.size
+  except Image.DecompressionBombError:
+    raise ConversionError(f"{where}: image {image_path} declares more than "
+                          f"{2 * Image.MAX_IMAGE_PIXELS} pixels, larger than "
+                          f"{MAX_IMAGE_SIDE} px on a side") from None
+  except (OSError, ValueError, SyntaxError):
+    return
+  if max(width, height) > MAX_IMAGE_SIDE:
+    _check_size(image_path, where, width, height)
+
+
+def _check_size(image_path, where, width, height):
+  if max(width, height) > MAX_IMAGE_SIDE:
+    raise ConversionError(f"{where}: image {image_path} is {width}x{height}, larger than "
+                          f"{MAX_IMAGE_SIDE} px on a side")
+  if min(width, height) < MIN_IMAGE_SIDE:
+    raise ConversionError(f"{where}: image {image_path} is {width}x{height}, smaller than "
+                          f"{MIN_IMAGE_SIDE} px on a side")
 
 
 def load_image(image_path, where):
@@ -107,15 +198,14 @@ def load_image(image_path, where):
     image_bytes = f.read()
   if not image_bytes:
     raise ConversionError(f"{where}: image {image_path} is empty (0 bytes)")
+  _refuse_large_header(image_bytes, image_path, where)
   try:
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
   except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
     raise ConversionError(f"{where}: image {image_path} cannot be decoded "
                           f"({e.message.splitlines()[0]})") from None
   height, width = int(image.shape[0]), int(image.shape[1])
-  if min(height, width) < MIN_IMAGE_SIDE:
-    raise ConversionError(f"{where}: image {image_path} is {width}x{height}, smaller than "
-                          f"{MIN_IMAGE_SIDE} px on a side")
+  _check_size(image_path, where, width, height)
   return image_bytes, height, width
 
 
@@ -165,13 +255,16 @@ def convert(data_dir, output_dir, val_fraction=0.1, split_seed=0, examples_per_s
     raise ConversionError(f"--val_fraction={val_fraction} must lie in [0, 1)")
   if examples_per_shard < 1:
     raise ConversionError(f"--examples_per_shard={examples_per_shard} must be >= 1")
+  _refuse_output_around_data(output_dir, data_dir)
   source = {}
   faces = {}
   for split, (csv_name, image_folder) in CSV_FILES.items():
     csv_path = os.path.join(data_dir, csv_name)
-    faces[split] = [(line, name, kps, os.path.join(data_dir, image_folder, name),
-                     f"{csv_path} line {line} ({name})")
-                    for line, name, kps in read_rows(csv_path)]
+    image_dir = os.path.join(data_dir, image_folder)
+    faces[split] = []
+    for line, name, kps in read_rows(csv_path):
+      where = f"{csv_path} line {line} ({name})"
+      faces[split].append((line, name, kps, image_path_inside(image_dir, name, where), where))
     source[csv_name] = sha256_of(csv_path)
   fingerprint = hashlib.sha256(json.dumps(
       [source, val_fraction, split_seed], sort_keys=True).encode()).hexdigest()
@@ -241,6 +334,23 @@ def _remove_stale_partials(parent, prefix):
       continue
 
 
+def _refuse_output_around_data(output_dir, data_dir):
+  """Refuses an output_dir equal to, above or inside data_dir: --overwrite swaps the output
+  folder out and deletes it, which would take the raw images and CSVs with it."""
+  output, data = os.path.realpath(output_dir), os.path.realpath(data_dir)
+  common = os.path.commonpath([output, data])
+  if common == output == data:
+    relation = "is"
+  elif common == output:
+    relation = "contains"
+  elif common == data:
+    relation = "lies inside"
+  else:
+    return
+  raise ConversionError(f"--output_dir={output_dir} {relation} --data_dir={data_dir}; write "
+                        "the records to a folder beside the raw data, not around or inside it")
+
+
 def _check_output_dir(output_dir, fingerprint, overwrite):
   if not os.path.exists(output_dir) or overwrite:
     return
@@ -277,7 +387,8 @@ FLAGS = flags.FLAGS
 def define_flags():
   flags.DEFINE_string("data_dir", "data/raw", "Folder in the official layout: "
                       "training/, test/ and the two *_frames_keypoints.csv files.")
-  flags.DEFINE_string("output_dir", "data/tfrecords", "Where shards and dataset_info.json go.")
+  flags.DEFINE_string("output_dir", "data/tfrecords", "Where shards and dataset_info.json go; "
+                      "never --data_dir itself, a folder above it or one inside it.")
   flags.DEFINE_float("val_fraction", 0.1, "Share of training persons held out for "
                      "validation.")
   flags.DEFINE_integer("split_seed", 0, "Seed of the person split.")
