@@ -408,6 +408,11 @@ def main(argv):
   print(f"wrote {FLAGS.output_dir}: {counts}")
 
 
-if __name__ == "__main__":
+def run():
+  """The `fkd-convert` console command."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

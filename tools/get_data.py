@@ -238,6 +238,11 @@ def main(argv):
     sys.exit(f"error: {e}")
 
 
-if __name__ == "__main__":
+def run():
+  """The `fkd-get-data` console command."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -16,7 +16,7 @@ import urllib.request
 from absl import app, flags
 import numpy as np
 
-from fkd_tf.keypoints import NUM_KEYPOINTS
+from fkd_tf.core.keypoints import NUM_KEYPOINTS
 
 # Enough of an unexpected body (an HTML error page) to recognise it.
 MAX_SHOWN_CHARS = 500
@@ -145,6 +145,11 @@ def main(argv):
                         os.path.join(FLAGS.draw_dir, name))
 
 
-if __name__ == "__main__":
+def run():
+  """The `fkd-serving-client` console command."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()
