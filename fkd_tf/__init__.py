@@ -7,7 +7,7 @@
 __version__ = "0.2.0"
 
 
-def load(path=None):
+def load(path=None, backend="auto", num_threads=None):
   """The shipped model, or the export at `path`: a `fkd_tf.api.KeypointModel`."""
   from fkd_tf import api  # pylint: disable=g-import-not-at-top  (import fkd_tf stays light)
-  return api.load(path)
+  return api.load(path, backend, num_threads)

@@ -110,17 +110,22 @@ def training_images_per_second(tfrecord_dir, model, batch_size=64, steps=20, mix
 
 
 def savedmodel_figures(saved_model, image_paths, repeats=200):
-  """Latency of one face (p50, p99 ms) and batch-64 throughput, bytes in and preprocessed."""
+  """Latency of one call with one face (p50, p99 ms) and per-face time at batch 64, for
+  serving_default (bytes), with_boxes (bytes and a box) and preprocessed (a 90x90 frame)."""
   model = versions.load_saved_model(saved_model)
   serve = model.signatures["serving_default"]
+  with_boxes = model.signatures["with_boxes"]
   preprocessed = model.signatures["preprocessed"]
   encoded = [open(p, "rb").read() for p in image_paths]
   one = tf.constant(encoded[:1])
   frame = tf.random.uniform([1, 90, 90, 1])
+  box = lambda n: tf.constant([[20.0, 20.0, 120.0, 120.0]] * n)
   figures = {}
   for name, call in (("bytes", lambda x: serve(image_bytes=x)),
+                     ("bytes_with_boxes", lambda x: with_boxes(image_bytes=x,
+                                                               boxes=box(x.shape[0]))),
                      ("preprocessed", lambda x: preprocessed(images=x))):
-    single = one if name == "bytes" else frame
+    single = frame if name == "preprocessed" else one
     for _ in range(10):
       call(single)
     times = []
@@ -128,16 +133,69 @@ def savedmodel_figures(saved_model, image_paths, repeats=200):
       start = time.perf_counter()
       call(single)
       times.append(1000 * (time.perf_counter() - start))
-    batch = (tf.constant((encoded * 64)[:64]) if name == "bytes"
-             else tf.random.uniform([64, 90, 90, 1]))
+    batch = (tf.random.uniform([64, 90, 90, 1]) if name == "preprocessed"
+             else tf.constant((encoded * 64)[:64]))
     call(batch)
     start = time.perf_counter()
     for _ in range(10):
       call(batch)
+    faces_per_s = 640 / (time.perf_counter() - start)
     figures[name] = {"p50_ms": float(np.percentile(times, 50)),
                      "p99_ms": float(np.percentile(times, 99)),
-                     "batch64_faces_per_s": 640 / (time.perf_counter() - start)}
+                     "batch64_faces_per_s": faces_per_s,
+                     "batch64_ms_per_face": 1000.0 / faces_per_s}
   return figures
+
+
+def face_boxes(image_paths, keypoints_csv):
+  """Each image's face box (x0, y0, x1, y1): its true keypoints' box from the CSV."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  table = pd.read_csv(keypoints_csv, index_col=0)
+  boxes = []
+  for path in image_paths:
+    points = table.loc[os.path.basename(path)].to_numpy(np.float64).reshape(-1, 2)
+    boxes.append(np.concatenate([points.min(axis=0), points.max(axis=0)]))
+  return np.array(boxes)
+
+
+def face_figures(saved_model, image_paths, keypoints_csv, repeats=3):
+  """One face as dlib is used: a decoded uint8 image and its face box in, 68 keypoints in
+  image pixels out, one thread; fkd_tf's Python API and dlib's 68-point shape predictor
+  timed on the same images and boxes, interleaved so that a busy machine slows both alike.
+
+  Returns None when the `bench` extra (dlib) is not installed.
+  """
+  try:
+    import dlib  # pylint: disable=g-import-not-at-top
+    import face_recognition_models  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from fkd_tf import api  # pylint: disable=g-import-not-at-top
+  model = api.load(saved_model, num_threads=1)
+  predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+  images = [np.ascontiguousarray(np.asarray(Image.open(p).convert("RGB")))
+            for p in image_paths]
+  boxes = face_boxes(image_paths, keypoints_csv)
+  rectangles = [dlib.rectangle(*(int(round(v)) for v in box)) for box in boxes]
+  ours, theirs = [], []
+  for repeat in range(repeats + 1):
+    for image, box, rectangle in zip(images, boxes, rectangles):
+      start = time.perf_counter()
+      model.predict(image, boxes=box[np.newaxis])
+      middle = time.perf_counter()
+      predictor(image, rectangle)
+      end = time.perf_counter()
+      if repeat:  # the first pass warms both up
+        ours.append(1000 * (middle - start))
+        theirs.append(1000 * (end - middle))
+  return {"backend": model.backend, "faces": len(images), "calls": len(ours),
+          "fkd_tf_p50_ms": float(np.percentile(ours, 50)),
+          "fkd_tf_mean_ms": float(np.mean(ours)),
+          "dlib_p50_ms": float(np.percentile(theirs, 50)),
+          "dlib_mean_ms": float(np.mean(theirs)),
+          "ratio_p50": float(np.percentile(ours, 50) / np.percentile(theirs, 50)),
+          "ratio_mean": float(np.mean(ours) / np.mean(theirs))}
 
 
 def dlib_figures(image_paths, repeats=3):
@@ -197,8 +255,9 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_list("what", ["matmul", "pipeline", "train"],
-                    "Parts to run: matmul, pipeline, train, savedmodel, dlib, load.")
+  flags.DEFINE_list("what", ["face", "savedmodel"],
+                    "Parts to run: face (one face, image + box in, against dlib), "
+                    "savedmodel, dlib, load, matmul, pipeline, train.")
   common_flags.define_tfrecord_dir()
   flags.DEFINE_list("models", ["ppbnet"], "Models to time in training.")
   flags.DEFINE_list("variants", ["float32"], "Training variants to time, each a +-joined "
@@ -208,7 +267,11 @@ def define_flags():
   flags.DEFINE_float("seconds", 4.0, "Seconds to time the input pipeline for.")
   flags.DEFINE_integer("threads", 0, "intra- and inter-op threads (0: TensorFlow's choice).")
   common_flags.define_saved_model(extra_help=" Timed by 'savedmodel' and 'load'.")
-  flags.DEFINE_string("images", "data/raw/test", "Folder of face images for 'savedmodel'.")
+  flags.DEFINE_string("images", "data/raw/test", "Folder of face images for 'face', "
+                      "'savedmodel' and 'load'.")
+  flags.DEFINE_string("keypoints_csv", "data/raw/test_frames_keypoints.csv",
+                      "Their keypoints: 'face' gives both predictors each face's keypoint box.")
+  flags.DEFINE_integer("faces", 64, "How many images of --images to time.")
   flags.DEFINE_integer("calls", 10000, "Calls for 'load' (mixed batch sizes 1-8).")
   flags.DEFINE_string("json_out", None, "Also write the figures here as JSON.")
 
@@ -256,14 +319,23 @@ def main(argv):
       fed = [r["images_per_s"] for r in report["train"] if r["fed_from"] != "cached batch"]
       report["pipeline_over_training"] = report["pipeline"]["host_decode_pad"] / max(fed)
       print(f"host pipeline / fastest training: {report['pipeline_over_training']:.1f}x")
+  images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[
+      :FLAGS.faces] if set(FLAGS.what) & {"face", "savedmodel", "dlib", "load"} else []
+  if "face" in FLAGS.what:
+    report["face"] = face_figures(FLAGS.saved_model, images, FLAGS.keypoints_csv)
+    if report["face"] is None:
+      print("face: skipped (pip install -e '.[bench]' for dlib-bin and its 68-point model)")
+    else:
+      print("one face, decoded image + box in, 1 thread: fkd_tf.load().predict ({backend}) "
+            "p50 {fkd_tf_p50_ms:.3f} ms, dlib shape predictor p50 {dlib_p50_ms:.3f} ms; "
+            "ratio {ratio_p50:.2f}x (means: {ratio_mean:.2f}x) over {calls} calls".format(
+                **report["face"]))
   if "savedmodel" in FLAGS.what:
-    images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[:64]
     report["savedmodel"] = savedmodel_figures(FLAGS.saved_model, images)
     for name, fig in report["savedmodel"].items():
-      print(f"savedmodel {name}: one face p50 {fig['p50_ms']:.2f} ms, p99 {fig['p99_ms']:.2f}"
-            f" ms; batch 64: {fig['batch64_faces_per_s']:.0f} faces/s")
+      print(f"savedmodel {name}: one call of one face p50 {fig['p50_ms']:.2f} ms, p99 "
+            f"{fig['p99_ms']:.2f} ms; batch 64: {fig['batch64_ms_per_face']:.2f} ms/face")
   if "dlib" in FLAGS.what:
-    images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[:64]
     report["dlib"] = dlib_figures(images)
     if report["dlib"] is None:
       print("dlib: skipped (pip install -e '.[bench]' for dlib-bin and its 68-point model)")
@@ -275,7 +347,6 @@ def main(argv):
         report["savedmodel_over_dlib"] = ratio
         print(f"one face, SavedModel from bytes / dlib: {ratio:.2f}x")
   if "load" in FLAGS.what:
-    images = sorted(os.path.join(FLAGS.images, n) for n in os.listdir(FLAGS.images))[:64]
     report["load"] = load_figures(FLAGS.saved_model, images, FLAGS.calls)
     print("load: {calls} calls in {seconds:.0f} s; RSS {rss_after_warmup_mb:.0f} MB after "
           "warm-up, {rss_end_mb:.0f} MB at the end (max {rss_max_mb:.0f}, growth "

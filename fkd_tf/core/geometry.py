@@ -104,3 +104,18 @@ def square_around_points(points, margin):
   centre = (low + high) / 2.0
   half = margin * tf.reduce_max(high - low, axis=-1, keepdims=True) / 2.0
   return tf.concat([centre - half, centre + half], axis=-1)
+
+
+def square_around_box(boxes, margin):
+  """A square region around each box: side = margin x the box's larger side, same centre.
+
+  A face box is taken as the face's keypoint box, so a refining stage frames it exactly
+  as it frames the previous stage's keypoints (`square_around_points`).
+
+  Args:
+    boxes: [N, 4] (x0, y0, x1, y1); margin: scalar.
+  Returns:
+    [N, 4] (x0, y0, x1, y1).
+  """
+  boxes = tf.convert_to_tensor(boxes, tf.float32)
+  return square_around_points(tf.reshape(boxes, [-1, 2, 2]), margin)

@@ -19,8 +19,9 @@ from fkd_tf.data.decode import decode_gray
 class Stage:
   """One network of the served model and the framing it was trained with.
 
-  region_margin: None for the first stage (framed on the whole image or the given box);
-  for a refining stage, the square around the previous stage's keypoints.
+  region_margin: None for a whole-image stage (framed on the whole image, or on a given
+  box when the model has no refining stage); for a refining stage, the side of its square
+  over the larger side of a keypoint box: the previous stage's keypoints, or a face box.
   """
   network: object
   rescale_size: float
@@ -29,48 +30,104 @@ class Stage:
   flip_average: bool = False  # also run on the mirrored frame and average
 
 
+# A face box must be at least this many pixels on a side and at most this many times its
+# image's larger side: anything else frames noise, not a face.
+MIN_BOX_SIDE = 4.0
+MAX_BOX_OVER_IMAGE = 8.0
+
+
 class KeypointServer(tf.Module):
-  """The exported module: one network, or a coarse-to-fine cascade, with its framing."""
+  """The exported module: one network, or a coarse-to-fine cascade, with its framing.
+
+  Images are decoded once per request into one zero-padded canvas; every stage then
+  frames the whole batch with one warp (the same `framing.frame_batch` as evaluation).
+  """
 
   def __init__(self, stages):
     super().__init__(name="keypoint_server")
     self.stages = list(stages)
-    self.networks = [stage.network for stage in self.stages]  # tracked for saving
+    # Tracked for saving; a network that refines twice is saved once.
+    self.networks = list({id(stage.network): stage.network for stage in self.stages}.values())
 
   @staticmethod
-  def _frame_one(image_bytes, box, rescale_size):
-    image = decode_gray(image_bytes, name="image_bytes")
-    size = tf.cast(tf.shape(image)[:2], tf.float32)
-    whole = tf.stack([0.0, 0.0, size[1], size[0]])
-    region = tf.where(tf.reduce_any(box != 0.0), box, whole)
-    # A box must have a size and overlap its image; anything else would frame nothing.
-    valid = tf.reduce_all([region[2] > region[0], region[3] > region[1], region[0] < size[1],
-                           region[1] < size[0], region[2] > 0.0, region[3] > 0.0])
-    check = tf.debugging.Assert(valid, ["boxes: a box (x0, y0, x1, y1) is empty or lies "
-                                        "outside its image; box:", region, "image (h, w):",
-                                        size])
-    with tf.control_dependencies([check]):
-      region = tf.identity(region)
-    images_net, net_from_image = framing.frame_batch(image[tf.newaxis], region[tf.newaxis],
-                                                     rescale_size)
-    return images_net[0], net_from_image[0]
+  def _decode_canvas(image_bytes):
+    """[N] encoded images -> (canvas [N, H, W, 1] uint8, sizes [N, 2] (height, width))."""
+    def decode_one(encoded):
+      image = decode_gray(encoded, name="image_bytes")
+      return tf.RaggedTensor.from_tensor(image), tf.shape(image)[:2]
 
-  def _run_stage(self, stage, image_bytes, regions):
-    images_net, net_from_image = tf.map_fn(
-        lambda args: self._frame_one(args[0], args[1], stage.rescale_size),
-        (image_bytes, regions),
-        fn_output_signature=(tf.TensorSpec([NET_SIZE, NET_SIZE, 1], tf.float32),
-                             tf.TensorSpec([3, 3], tf.float32)))
+    images, sizes = tf.map_fn(decode_one, image_bytes, fn_output_signature=(
+        tf.RaggedTensorSpec([None, None, 1], tf.uint8, ragged_rank=1),
+        tf.TensorSpec([2], tf.int32)))
+    # Zero padding is harmless: the warp fills outside each image with zero too.
+    return images.to_tensor(), sizes
+
+  @staticmethod
+  def _checked_boxes(boxes, sizes):
+    """Refuses, naming `boxes` and the index, a box count that is not one per image and
+    every box that is not finite, is smaller than MIN_BOX_SIDE, misses its image or is
+    absurdly larger than it. An all-zero box (the whole image) passes."""
+    count_check = tf.debugging.assert_equal(
+        tf.shape(boxes)[0], tf.shape(sizes)[0],
+        message="boxes: give exactly one box (x0, y0, x1, y1) per image; boxes, images:")
+    with tf.control_dependencies([count_check]):
+      boxes = tf.identity(boxes)
+    height = tf.cast(sizes[:, 0], tf.float32)
+    width = tf.cast(sizes[:, 1], tf.float32)
+    x0, y0, x1, y1 = tf.unstack(boxes, axis=-1)
+    largest = MAX_BOX_OVER_IMAGE * tf.maximum(height, width)
+    valid = tf.reduce_all(tf.math.is_finite(boxes), axis=-1) & tf.reduce_all(
+        [x1 - x0 >= MIN_BOX_SIDE, y1 - y0 >= MIN_BOX_SIDE, x0 < width, y0 < height,
+         x1 > 0.0, y1 > 0.0, x1 - x0 <= largest, y1 - y0 <= largest], axis=0)
+    valid = valid | tf.reduce_all(boxes == 0.0, axis=-1)
+    check = tf.debugging.Assert(tf.reduce_all(valid), [
+        "boxes: a box (x0, y0, x1, y1) is not finite, under 4 px on a side, outside its "
+        "image or over 8x its size; at index:", tf.where(~valid)[:, 0], "boxes:", boxes,
+        "image (height, width):", sizes], summarize=16)
+    with tf.control_dependencies([check]):
+      return tf.identity(boxes)
+
+  def _run_stage(self, stage, canvas, regions):
+    images_net, net_from_image = framing.frame_batch(canvas, regions, stage.rescale_size)
     keypoints_net = framing.keypoints_net_of(stage.network, images_net, stage.normalisation,
-                                               stage.flip_average)
+                                             stage.flip_average)
     return framing.keypoints_px_from_net(keypoints_net, net_from_image)
 
   def _keypoints(self, image_bytes, boxes):
+    """The cascade. A whole image (all-zero box) runs every stage; a face box is taken as
+    the face's keypoint box and starts at the first refining stage (with no refining
+    stage, it frames the first stage as the whole image would)."""
     def run():
-      keypoints_px = self._run_stage(self.stages[0], image_bytes, boxes)
-      for stage in self.stages[1:]:
+      canvas, sizes = self._decode_canvas(image_bytes)
+      checked = self._checked_boxes(boxes, sizes)
+      whole = framing.whole_image_regions(sizes)
+      has_box = tf.reduce_any(checked != 0.0, axis=-1)
+      refining = [i for i, stage in enumerate(self.stages) if stage.region_margin is not None]
+      if not refining:
+        regions = tf.where(has_box[:, tf.newaxis], checked, whole)
+        keypoints_px = self._run_stage(self.stages[0], canvas, regions)
+        for stage in self.stages[1:]:
+          keypoints_px = self._run_stage(stage, canvas, regions)
+        return keypoints_px
+      first_refining = refining[0]
+
+      def coarse():
+        keypoints_px = self._run_stage(self.stages[0], canvas, whole)
+        for stage in self.stages[1:first_refining]:
+          keypoints_px = self._run_stage(stage, canvas, whole)
+        return keypoints_px
+
+      # The coarse stages run only when some image came without a box.
+      coarse_px = tf.cond(tf.reduce_all(has_box),
+                          lambda: tf.zeros([tf.shape(canvas)[0], NUM_KEYPOINTS, 2]), coarse)
+      margin = self.stages[first_refining].region_margin
+      regions = tf.where(has_box[:, tf.newaxis],
+                         geometry.square_around_box(checked, margin),
+                         geometry.square_around_points(coarse_px, margin))
+      keypoints_px = self._run_stage(self.stages[first_refining], canvas, regions)
+      for stage in self.stages[first_refining + 1:]:
         regions = geometry.square_around_points(keypoints_px, stage.region_margin)
-        keypoints_px = self._run_stage(stage, image_bytes, regions)
+        keypoints_px = self._run_stage(stage, canvas, regions)
       return keypoints_px
 
     # An empty request gets an empty answer (convolutions reject a batch of zero on CPU).
@@ -86,7 +143,7 @@ class KeypointServer(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                 tf.TensorSpec([None, 4], tf.float32, name="boxes")])
   def serve_bytes_with_boxes(self, image_bytes, boxes):
-    """Face boxes (x0, y0, x1, y1) in pixels; an all-zero box means the whole image."""
+    """Face boxes (x0, y0, x1, y1) in pixels, one per image; all zero: the whole image."""
     return self._keypoints(image_bytes, boxes)
 
   @tf.function(input_signature=[
