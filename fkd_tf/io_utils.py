@@ -1,8 +1,10 @@
 """Writes that never leave a partial file under its final name."""
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -27,6 +29,19 @@ def atomic_path(path, suffix=".tmp"):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def check_free_space(folder, needed_bytes, what):
+  """Raises OSError(ENOSPC) naming `what` and `folder` when the disk holding `folder` has
+  fewer than `needed_bytes` free.
+
+  Failing before a large write costs one statfs call and says plainly what is missing,
+  where running out halfway would fail deep inside the writer (h5py names no folder).
+  """
+  free_bytes = shutil.disk_usage(folder).free
+  if free_bytes < needed_bytes:
+    raise OSError(errno.ENOSPC, f"no room for {what} in {folder}: it needs about "
+                  f"{needed_bytes / 2**20:.1f} MiB and {free_bytes / 2**20:.1f} MiB are free")
 
 
 def write_text(path, text):

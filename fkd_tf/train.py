@@ -1,15 +1,14 @@
 r"""Trains a keypoint network: `python -m fkd_tf.train --flagfile=configs/base.flags`.
 
-Parses flags, checks them all at once, writes them into --model_dir, and calls
-`train_lib.train_and_evaluate`. Rerunning the same command after a kill resumes from
-the last completed epoch.
+Parses flags, checks them all at once, and calls `train_lib.train_and_evaluate`, which
+writes them into --model_dir once the folder is known to be this run's. Rerunning the
+same command after a kill resumes from the last completed epoch.
 """
 
 import dataclasses
-import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from fkd_tf import common_flags, run_folder
 from fkd_tf.core import augment, losses, models
@@ -107,16 +106,31 @@ def config_from_flags():
   return config
 
 
+def project_flags_text():
+  """This command's flags with their values, one `--name=value` a line, for flags.txt.
+
+  Only the flags of fkd_tf's modules: absl's flags_into_string() also dumps every
+  library's (absl's own logging flags, TensorFlow's test and XLA flags), which say nothing
+  about how the run was made and hide the flags that do.
+  """
+  own_modules = {FLAGS.find_module_defining_flag("model_dir")}  # "__main__" runs as a path
+  lines = set()
+  for module, module_flags in FLAGS.flags_by_module_dict().items():
+    if module in own_modules or module.startswith("fkd_tf"):
+      lines.update(flag.serialize() for flag in module_flags)
+  return "".join(f"{line}\n" for line in sorted(lines) if line)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = config_from_flags()
-  os.makedirs(config.model_dir, exist_ok=True)
-  with open(os.path.join(config.model_dir, "flags.txt"), "w") as f:
-    f.write(FLAGS.flags_into_string())
   try:
-    train_lib.train_and_evaluate(config)
+    train_lib.train_and_evaluate(config, flags_text=project_flags_text())
   except (records.DatasetError, run_folder.RunFolderError, FloatingPointError) as e:
+    sys.exit(f"error: {e}")
+  except OSError as e:  # a full disk or a vanished folder: one line, the file in it
+    logging.debug("the failure in full", exc_info=True)  # shown with --verbosity=1
     sys.exit(f"error: {e}")
 
 

@@ -1,6 +1,8 @@
-"""Fault injection: a killed run resumes, a NaN loss stops cleanly."""
+"""Fault injection: a killed run resumes, a NaN loss stops cleanly and keeps its resume
+point, an impossible run folder is one line of error."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +48,8 @@ def test_killed_run_resumes_from_last_completed_epoch(tfrecord_dir, tmp_path):
   resumed = subprocess.run(_command(tfrecord_dir, killed_dir), cwd=REPO, env=env,
                            capture_output=True, text=True)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
+  # The killed process could not remove its lock; the rerun sees it died and takes over.
+  assert f"taking over the lock of process {process.pid}" in resumed.stderr
   epochs = [int(row["epoch"]) for row in _log(killed_dir)]
   # Every epoch once; the resumed process started after the last backed-up epoch.
   assert sorted(set(epochs)) == list(range(EPOCHS))
@@ -74,6 +78,31 @@ def test_nan_loss_stops_with_the_step_and_keeps_good_outputs(tfrecord_dir, tmp_p
   assert not os.path.exists(os.path.join(model_dir, "export"))
   rows = _log(model_dir)
   assert all(np.isfinite(float(r["val_loss"])) for r in rows[:2])
+  # What the message says was kept, was: the resume point of the last good epoch.
+  assert "The backup of epoch 2 in " in result.stderr
+  assert "rerunning the same command resumes from epoch 3" in result.stderr
+  with open(os.path.join(model_dir, "backup", "training_metadata.json")) as f:
+    assert json.load(f)["epoch"] == 2
+  # flags.txt holds this project's flags, not absl's or TensorFlow's internals.
+  with open(os.path.join(model_dir, "flags.txt")) as f:
+    lines = f.read().splitlines()
+  for line in ("--model=ppbnet", f"--epochs={EPOCHS}", "--debug_nan_at_step=7",
+               f"--tfrecord_dir={tfrecord_dir}", "--export", "--random_crop"):
+    assert line in lines
+  assert len(lines) == len(set(lines)) and all(line.startswith("--") for line in lines)
+  internals = ("--logtostderr", "--verbosity", "--flagfile", "--undefok", "--test_",
+               "--xla", "--op_conversion_fallback_to_while_loop", "--pdb")
+  assert [l for l in lines if l.startswith(internals)] == []
+
+
+def test_an_impossible_model_dir_is_one_line_of_error(tfrecord_dir, tmp_path):
+  a_file = tmp_path / "notes.txt"
+  a_file.write_text("not a folder")
+  result = run_module("fkd_tf.train", *_command(tfrecord_dir, str(a_file / "run"))[3:])
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: --model_dir {a_file / 'run'} cannot be created: Not a directory")
+  assert "Traceback" not in result.stderr
 
 
 SLOW_CONVERT = r"""

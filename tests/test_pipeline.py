@@ -1,3 +1,5 @@
+import struct
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -63,10 +65,42 @@ def test_max_examples_and_worker_sharding(tfrecord_dir):
   assert halves == [12, 12]
 
 
-def test_header_pixels_of_png_and_jpeg():
-  for fmt in ("PNG", "JPEG"):
-    encoded = fakes.encode(np.zeros((37, 53), np.uint8), fmt)
-    assert int(decode.header_pixels(tf.constant(encoded))) == 37 * 53
+def test_header_pixels_of_every_format():
+  in_graph = tf.function(decode.header_pixels)
+  for fmt in ("PNG", "JPEG", "GIF", "BMP"):
+    encoded = tf.constant(fakes.encode(np.zeros((37, 53), np.uint8), fmt))
+    assert int(decode.header_pixels(encoded)) == 37 * 53, fmt
+    assert int(in_graph(encoded)) == 37 * 53, fmt
+  # Too short to hold the size field: unknown, and the decoder refuses the bytes.
+  assert int(decode.header_pixels(tf.constant(b"GIF89a\x01"))) == -1
+  assert int(decode.header_pixels(tf.constant(b"BM" + bytes(20)))) == -1
+
+
+def _gif_header(width, height):
+  # Signature, logical screen width and height (little-endian), flags, background, aspect.
+  return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0)
+
+
+def _bmp_header(width, height):
+  # File header (14 bytes), then BITMAPINFOHEADER: size 40, signed width and height, ...
+  return (b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) +
+          struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("header,pixels", [
+    (_gif_header(12000, 12000), 144_000_000),  # a 107 KB GIF of this size decodes to 4.6 GB
+    (_bmp_header(7200, 7200), 51_840_000),
+    (_bmp_header(7200, -7200), 51_840_000)],  # negative height: rows stored top-down
+    ids=["gif_12000x12000", "bmp_7200x7200", "bmp_7200x-7200_top_down"])
+def test_gif_and_bmp_headers_over_the_limit_are_refused_before_decoding(header, pixels):
+  assert int(decode.header_pixels(tf.constant(header))) == pixels
+  with pytest.raises(tf.errors.InvalidArgumentError, match="image is too large"):
+    decode.decode_gray(tf.constant(header + bytes(64)))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="image is too large"):
+    tf.function(decode.decode_gray)(tf.constant(header + bytes(64)))
+
+
+def test_max_pixels_refuses_a_png_over_the_limit():
   with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
     decode.decode_gray(tf.constant(fakes.encode(np.zeros((40, 40), np.uint8))),
-                               max_pixels=1000)
+                       max_pixels=1000)

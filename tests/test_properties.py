@@ -1,6 +1,7 @@
 """Property-based tests: random bytes and rows give a result or the documented error."""
 
 import os
+import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 import numpy as np
@@ -18,6 +19,8 @@ SETTINGS = settings(max_examples=60, deadline=None,
 @SETTINGS
 @given(st.one_of(st.binary(max_size=200),
                  st.binary(max_size=120).map(lambda b: b"\x89PNG" + b),
+                 st.binary(max_size=120).map(lambda b: b"GIF89a" + b),
+                 st.binary(max_size=120).map(lambda b: b"BM" + b),
                  st.integers(0, len(PNG) - 1).map(lambda n: PNG[:n]),
                  st.tuples(st.integers(0, len(PNG) - 1), st.integers(0, 255)).map(
                      lambda t: PNG[:t[0]] + bytes([t[1]]) + PNG[t[0] + 1:])))
@@ -27,6 +30,17 @@ def test_decode_gives_an_image_or_invalid_argument(data):
   except tf.errors.InvalidArgumentError:
     return
   assert image.ndim == 3 and image.shape[-1] == 1 and image.dtype == np.uint8
+
+
+@SETTINGS
+@given(st.integers(0, 2**16 - 1), st.integers(0, 2**16 - 1),
+       st.integers(-2**31, 2**31 - 1), st.integers(-2**31, 2**31 - 1))
+def test_gif_and_bmp_header_sizes_are_read_exactly(gif_width, gif_height, bmp_width,
+                                                   bmp_height):
+  gif = b"GIF89a" + struct.pack("<HH", gif_width, gif_height) + bytes(3)
+  assert int(decode.header_pixels(tf.constant(gif))) == gif_width * gif_height
+  bmp = b"BM" + bytes(16) + struct.pack("<ii", bmp_width, bmp_height)
+  assert int(decode.header_pixels(tf.constant(bmp))) == abs(bmp_width) * abs(bmp_height)
 
 
 CELL = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),

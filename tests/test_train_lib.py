@@ -2,15 +2,20 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from fkd_tf import run_folder
 from fkd_tf.core import config as config_lib
 from fkd_tf.core.augment import AugmentConfig
 from fkd_tf.data import pipeline
-from fkd_tf.training import train_lib
+from fkd_tf.training import run_guard, train_lib
+from test_hparams_log import read_hparams_events
 
 
 def _config(tfrecord_dir, model_dir, **overrides):
@@ -37,6 +42,11 @@ def test_train_and_evaluate_writes_a_loadable_run(tfrecord_dir, tmp_path):
   np.testing.assert_allclose(network(images).numpy(), reloaded, atol=1e-6)
   # The best epoch's validation NME is the one the evaluation at the end reports.
   assert abs(results["val"]["nme_io"] - best["val_nme_io"]) < 1e-4
+  # TensorBoard's HParams tab gets the settings and the final metrics.
+  hparams, _, scalars = read_hparams_events(model_dir)
+  assert hparams["model"] == "tiny" and hparams["augment.rescale_size"] == 90.0
+  assert scalars["final/test_auc_10"] == pytest.approx(results["test"]["auc_10"])
+  assert not os.path.exists(os.path.join(model_dir, ".lock"))  # released at the end
 
 
 def test_a_rerun_never_replaces_a_better_best_checkpoint(tfrecord_dir, tmp_path):
@@ -52,3 +62,58 @@ def test_a_rerun_never_replaces_a_better_best_checkpoint(tfrecord_dir, tmp_path)
                                        evaluate_test=False))
   assert os.path.getmtime(os.path.join(model_dir, run_folder.BEST_WEIGHTS)) == weights
   assert json.load(open(os.path.join(model_dir, "best.json")))["val_nme_io"] == 0.0
+
+
+def test_a_nan_stop_keeps_the_backup_and_a_rerun_resumes_after_it(tfrecord_dir, tmp_path,
+                                                                  capsys):
+  model_dir = str(tmp_path / "run")
+  # 24 training faces in batches of 8: 3 steps an epoch, so step 7 is in epoch 3.
+  with pytest.raises(FloatingPointError) as raised:
+    train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, epochs=3, export=False,
+                                         evaluate_test=False, debug_nan_at_step=7))
+  message = str(raised.value)
+  assert "at epoch 3, batch 2 (optimizer step 8)" in message
+  assert (f"The backup of epoch 2 in {model_dir}/backup is kept: rerunning the same command "
+          "resumes from epoch 3") in message
+  with open(os.path.join(model_dir, "backup", "training_metadata.json")) as f:
+    assert json.load(f)["epoch"] == 2
+  best = json.load(open(os.path.join(model_dir, "best.json")))
+  assert best["epoch"] <= 2 and f"epoch {best['epoch']})" in message
+  capsys.readouterr()
+  train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, epochs=3, export=False,
+                                       evaluate_test=False))
+  out = capsys.readouterr().out
+  assert "Epoch 3/3" in out and "Epoch 1/3" not in out and "Epoch 2/3" not in out
+
+
+def test_a_rerun_with_other_weight_settings_is_refused_before_writing(tfrecord_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  os.makedirs(model_dir)
+  config_path = os.path.join(model_dir, "config.json")
+  with open(config_path, "w") as f:
+    json.dump(train_lib.config_to_json(_config(tfrecord_dir, model_dir)), f)
+  before = open(config_path).read()
+  with pytest.raises(run_guard.RunFolderMismatch,
+                     match=f"^{model_dir} holds a run made with other settings.*--model: "
+                           "'tiny' there, 'fknet' now"):
+    train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, model="fknet"),
+                                 flags_text="--model=fknet\n")
+  assert open(config_path).read() == before
+  assert sorted(os.listdir(model_dir)) == ["config.json"]  # no flags.txt, no lock left
+
+
+def test_a_run_folder_in_use_is_refused_before_writing(tfrecord_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  os.makedirs(model_dir)
+  other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  try:
+    with open(os.path.join(model_dir, ".lock"), "w") as f:
+      json.dump({"pid": other.pid, "host": socket.gethostname(), "since": "today"}, f)
+    with pytest.raises(run_guard.RunFolderBusy,
+                       match=f"^{model_dir} is in use by another training: process "
+                             f"{other.pid}, since today"):
+      train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir))
+    assert sorted(os.listdir(model_dir)) == [".lock"]
+  finally:
+    other.kill()
+    other.wait()

@@ -20,9 +20,26 @@ def is_image(image_bytes):
   return tf.reduce_any(tf.stack(matches))
 
 
+def _little_endian(image_bytes, offset, length, signed=False):
+  """The int64 value of the little-endian header field at bytes [offset, offset + length)."""
+  field_bytes = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, offset, length),
+                                         tf.uint8), tf.int64)
+  value = tf.constant(0, tf.int64)
+  for i in reversed(range(length)):
+    value = value * 256 + field_bytes[i]
+  if signed:
+    value = tf.where(value >= 2 ** (8 * length - 1), value - 2 ** (8 * length), value)
+  return value
+
+
 def header_pixels(image_bytes):
-  """Width x height read from a PNG or JPEG header without decoding (-1 otherwise)."""
-  def png():
+  """Width x height read from a PNG, JPEG, GIF or BMP header without decoding (-1 when
+  the bytes are none of these, or too short to hold the header).
+
+  A decoder allocates what the header announces, whatever the file's size: a 107 KB GIF
+  can announce 12000 x 12000 pixels (4.6 GB of RGB), so every format is read.
+  """
+  def png():  # IHDR: big-endian width and height at bytes 16-23
     size = tf.io.decode_raw(tf.strings.substr(image_bytes, 16, 8), tf.uint8)
     size = tf.cast(size, tf.int64)
     width = ((size[0] * 256 + size[1]) * 256 + size[2]) * 256 + size[3]
@@ -33,10 +50,21 @@ def header_pixels(image_bytes):
     shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
     return shape[0] * shape[1]
 
+  def gif():  # the logical screen, which the decoder allocates per frame: bytes 6-9
+    return _little_endian(image_bytes, 6, 2) * _little_endian(image_bytes, 8, 2)
+
+  def bmp():  # BITMAPINFOHEADER: signed width and height at bytes 18-25; a negative
+    # height means rows stored top-down, the same number of pixels.
+    return (tf.abs(_little_endian(image_bytes, 18, 4, signed=True)) *
+            tf.abs(_little_endian(image_bytes, 22, 4, signed=True)))
+
   head = tf.strings.substr(image_bytes, 0, 4)
-  is_png = tf.logical_and(head == b"\x89PNG", tf.strings.length(image_bytes) >= 24)
+  length = tf.strings.length(image_bytes)
+  is_png = tf.logical_and(head == b"\x89PNG", length >= 24)
   is_jpeg = tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff"
-  return tf.case([(is_png, png), (is_jpeg, jpeg)],
+  is_gif = tf.logical_and(tf.strings.substr(head, 0, 4) == b"GIF8", length >= 10)
+  is_bmp = tf.logical_and(tf.strings.substr(head, 0, 2) == b"BM", length >= 26)
+  return tf.case([(is_png, png), (is_jpeg, jpeg), (is_gif, gif), (is_bmp, bmp)],
                  default=lambda: tf.constant(-1, tf.int64))
 
 
@@ -44,8 +72,8 @@ def decode_gray(image_bytes, name="image", max_pixels=MAX_PIXELS):
   """Decodes one encoded image (PNG, JPEG, ...; 1 to 4 channels) to gray uint8 [H, W, 1].
 
   Decoding is by content, never by file name: the data set's `.jpg` files are PNGs.
-  Raises InvalidArgumentError naming `name` when the bytes are not an image, or when a
-  PNG or JPEG header announces more than max_pixels.
+  Raises InvalidArgumentError naming `name` when the bytes are not an image, or when its
+  header (PNG, JPEG, GIF or BMP) announces more than max_pixels.
   """
   check = tf.debugging.Assert(is_image(image_bytes),
                               [f"{name} is not a PNG, JPEG, GIF or BMP image"])

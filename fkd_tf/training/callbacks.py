@@ -6,6 +6,7 @@
 import json
 import os
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -42,14 +43,168 @@ class NaNGuard(keras.callbacks.Callback):
       self.model.stop_training = True
 
 
+class BackupUnreadable(run_folder.RunFolderError):
+  """No backup in a run's backup folder can be loaded, so the run cannot resume."""
+
+
+def state_bytes(model):
+  """About the size of `model`'s weights file: its variables and its optimizer's."""
+  variables = list(model.weights)
+  if getattr(model, "optimizer", None) is not None:
+    variables += list(model.optimizer.variables)
+  return sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size for v in variables)
+
+
+def _write_error(error, what_failed, what_is_kept):
+  """An OSError with `error`'s errno (ENOSPC for a full disk) and a message that names the
+  file and what survived; h5py's own names only a temporary file, or nothing."""
+  reason = f"{what_failed}: {error.strerror or error}{what_is_kept}"
+  return OSError(error.errno, reason) if error.errno else OSError(reason)
+
+
+def _room_for(model, folder, what):
+  # h5 headers and the json beside the weights take well under a MiB.
+  io_utils.check_free_space(folder, int(1.1 * state_bytes(model)) + 2**20, what)
+
+
 class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
-  """BackupAndRestore that never backs up an epoch whose loss went NaN, so a rerun resumes
-  from the last good epoch rather than from broken weights."""
+  """BackupAndRestore whose backups survive a full disk, a kill and a NaN loss.
+
+  Keras writes latest.weights.h5 in place, so a full disk or a kill mid-write leaves a
+  truncated file on which every rerun fails inside h5py. Here each epoch's weights go to a
+  new file, epoch_NNNN.weights.h5, written under a temporary name and renamed when
+  complete; then training_metadata.json, itself replaced atomically, names that file and
+  the one before. That one rename commits an epoch, so weights and epoch number always
+  agree, and a failed write leaves the previous backup as it was.
+
+  On resume the newest backup is loaded, else the one before (with a warning), else the
+  run is refused with a BackupUnreadable naming each file and why, never an h5py error.
+  An epoch whose loss is not finite is never backed up, and after a NaN stop the backup
+  folder is kept (Keras deletes it at the end of any `fit` that did not raise), so a
+  rerun resumes from the last good epoch.
+  """
+
+  def __init__(self, backup_dir):
+    super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+    self.saw_nonfinite_loss = False
+    self.saved_epoch = None  # epochs completed in the newest good backup
+    self._saved_weights = None  # its file name in backup_dir
+
+  def _backup_path(self, name):
+    return os.path.join(self.backup_dir, name)
+
+  def _backups_on_disk(self):
+    """[(weights path, epoch)], newest first, as the metadata names them."""
+    if not os.path.exists(self._training_metadata_path):
+      # A backup Keras itself wrote (runs from before this class): latest.weights.h5.
+      return [(self._weights_path, None)] if os.path.exists(self._weights_path) else []
+    try:
+      with open(self._training_metadata_path) as f:
+        metadata = json.load(f)
+      if "weights" not in metadata:  # Keras's own metadata: {"epoch", "batch"}
+        return [(self._weights_path, int(metadata["epoch"]))]
+      backups = [(self._backup_path(metadata["weights"]), int(metadata["epoch"]))]
+      if metadata.get("previous"):
+        previous = metadata["previous"]
+        backups.append((self._backup_path(previous["weights"]), int(previous["epoch"])))
+      return backups
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise BackupUnreadable(
+          f"cannot resume: {self._training_metadata_path} is not readable ({e}). Move "
+          f"{self.backup_dir} away to restart this run from epoch 1 (best.weights.h5 and "
+          "best.json stay, so only a better epoch replaces them).") from None
+
+  def on_train_begin(self, logs=None):
+    self.saw_nonfinite_loss = False
+    if not self.model.built:
+      raise ValueError("BackupAndRestore needs a built model; call it on a batch first")
+    problems = []
+    for weights_path, epoch in self._backups_on_disk():
+      try:
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+          self.model.optimizer.build(self.model.trainable_variables)  # before loading slots
+        self.model.load_weights(weights_path)
+      except Exception as e:  # pylint: disable=broad-except  (any failure: try the next)
+        problems.append(f"{weights_path} ({type(e).__name__}: {e})")
+        logging.warning("backup %s cannot be loaded: %s", weights_path, e)
+        continue
+      if problems:
+        logging.warning("resuming from the previous backup %s (epoch %s)", weights_path,
+                        epoch)
+      if epoch is not None:
+        self.model._initial_epoch = epoch  # pylint: disable=protected-access  (as Keras)
+        self.saved_epoch, self._saved_weights = epoch, os.path.basename(weights_path)
+      return
+    if problems:
+      raise BackupUnreadable(
+          "cannot resume: no backup in " + self.backup_dir + " can be loaded: " +
+          "; ".join(problems) + f". Move {self.backup_dir} away to restart this run from "
+          "epoch 1 (best.weights.h5 and best.json stay, so only a better epoch replaces "
+          "them).")
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not np.isfinite(float(loss)):
+      self.saw_nonfinite_loss = True
+    super().on_train_batch_end(batch, logs)
 
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None and not np.isfinite(float(logs.get("loss", 0.0))):
-      return
+      self.saw_nonfinite_loss = True
+      return  # broken weights: the last good backup stays the resume point
     super().on_epoch_end(epoch, logs)
+
+  def _save_model(self):
+    """Writes this epoch's backup beside the previous one; commits it with one rename."""
+    epoch = self._current_epoch
+    name = f"epoch_{epoch:04d}.weights.h5"
+    previous = None
+    if self.saved_epoch:
+      previous = {"epoch": self.saved_epoch, "weights": self._saved_weights}
+    try:
+      os.makedirs(self.backup_dir, exist_ok=True)
+      _room_for(self.model, self.backup_dir, f"the backup of epoch {epoch}")
+      with io_utils.atomic_path(self._backup_path(name), suffix=".weights.h5") as tmp:
+        self.model.save_weights(tmp, overwrite=True)
+      io_utils.write_json(self._training_metadata_path, {
+          "epoch": epoch, "batch": self._last_batch_seen, "weights": name,
+          "previous": previous})
+    except OSError as e:
+      kept = (f"; the backup of epoch {self.saved_epoch} is intact, so a rerun resumes "
+              "from it" if self.saved_epoch else "")
+      raise _write_error(e, f"cannot write the backup of epoch {epoch} into "
+                            f"{self.backup_dir}", kept) from e
+    self.saved_epoch, self._saved_weights = epoch, name
+    self._remove_unreferenced(keep={name, previous["weights"] if previous else name})
+
+  def _remove_unreferenced(self, keep):
+    """Deletes backups older than the previous one (and Keras's own latest.weights.h5)."""
+    for entry in os.listdir(self.backup_dir):
+      if entry.endswith(".weights.h5") and not entry.startswith(".") and entry not in keep:
+        os.remove(self._backup_path(entry))
+
+  def on_train_end(self, logs=None):
+    if self.saw_nonfinite_loss:
+      return  # a NaN stop ends `fit` normally; Keras would delete the resume point
+    super().on_train_end(logs)
+
+
+def nan_stop_message(where, backup, best, model_dir):
+  """What a NaN stop did and what it left: each clause checked against the callbacks."""
+  epoch, batch, step = where
+  if backup is not None and backup.saved_epoch:
+    resume = (f"The backup of epoch {backup.saved_epoch} in {backup.backup_dir} is kept: "
+              f"rerunning the same command resumes from epoch {backup.saved_epoch + 1} (lower "
+              "--learning_rate first if the loss diverged).")
+  else:
+    resume = "No epoch finished before it, so there is no backup: a rerun starts from epoch 1."
+  if best is not None and best.best_epoch:
+    kept = (f"The best weights so far ({run_folder.BEST_WEIGHTS}, epoch {best.best_epoch}) "
+            f"and earlier exports in {model_dir} are untouched; nothing was exported.")
+  else:
+    kept = f"There is no best checkpoint yet; earlier exports in {model_dir} are untouched."
+  return (f"the training loss became NaN or infinite at epoch {epoch}, batch {batch} "
+          f"(optimizer step {step}); training stopped. {resume} {kept}")
 
 
 class BestNetworkCheckpoint(keras.callbacks.Callback):
@@ -69,11 +224,13 @@ class BestNetworkCheckpoint(keras.callbacks.Callback):
     self.record_path = os.path.join(model_dir, BEST_RECORD)
     self.monitor = monitor
     self.best = float("inf")
+    self.best_epoch = None
 
   def on_train_begin(self, logs=None):
     if os.path.isfile(self.record_path) and os.path.isfile(self.weights_path):
       with open(self.record_path) as f:
-        self.best = float(json.load(f)[self.monitor])
+        record = json.load(f)
+      self.best, self.best_epoch = float(record[self.monitor]), record.get("epoch")
 
   def on_epoch_end(self, epoch, logs=None):
     logs = logs or {}
@@ -81,9 +238,14 @@ class BestNetworkCheckpoint(keras.callbacks.Callback):
     if value is None or not np.isfinite(float(logs.get("loss", 0.0))):
       return
     if np.isfinite(float(value)) and float(value) < self.best:
-      self.best = float(value)
-      with io_utils.atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
-        self.network.save_weights(tmp)
+      try:
+        _room_for(self.network, os.path.dirname(self.weights_path), run_folder.BEST_WEIGHTS)
+        with io_utils.atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
+          self.network.save_weights(tmp)
+      except OSError as e:
+        raise _write_error(e, f"cannot write {self.weights_path} (epoch {epoch + 1})",
+                           "; the previous best checkpoint is intact") from e
+      self.best, self.best_epoch = float(value), epoch + 1
       io_utils.write_json(self.record_path, {"epoch": epoch + 1, self.monitor: self.best})
 
 

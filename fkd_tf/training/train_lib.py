@@ -23,7 +23,7 @@ from fkd_tf.data import pipeline, records
 from fkd_tf.serving import saved_model
 from fkd_tf.serving.module import stage_of
 from fkd_tf.training import callbacks as callbacks_lib
-from fkd_tf.training import distributed
+from fkd_tf.training import distributed, hparams_log, run_guard
 from fkd_tf.training import trainer as trainer_lib
 
 
@@ -79,27 +79,48 @@ def build_trainer(config, steps_per_epoch):
   return trainer
 
 
-def train_and_evaluate(config):
+def train_and_evaluate(config, flags_text=""):
   """Trains, keeps the best-on-validation weights, evaluates and exports.
+
+  Nothing is written into config.model_dir before it is known to be this run's: the
+  folder's lock is taken (a second training on it is refused) and an existing config.json
+  is checked against `config` (a run whose weights these settings cannot continue is
+  refused).
 
   Args:
     config: `config.TrainConfig`.
+    flags_text: the command line's flags, written as flags.txt beside config.json.
   Returns:
     dict with "val" and (when config.evaluate_test) "test" metrics, and "export" path.
   Raises:
-    ValueError listing every bad setting; records.DatasetError for unusable data.
+    ValueError listing every bad setting; records.DatasetError for unusable data;
+    run_folder.RunFolderError for a run folder that is busy, unwritable or another run's;
+    FloatingPointError when the loss stops being finite.
   """
   problems = config_lib.check(config)
   if problems:
     raise ValueError("bad training settings:\n  " + "\n  ".join(problems))
   info = records.read_dataset_info(config.tfrecord_dir)
+  chief = config.strategy != "multi_worker" or distributed.is_chief()
+  run_guard.make_folder(config.model_dir)
+  # Every worker keeps its own backup in the folder, so each holds its own lock.
+  lock_name = (run_guard.LOCK if chief else
+               f"{run_guard.LOCK}-worker{distributed.task_info()[1]}")
+  with run_guard.RunLock(config.model_dir, lock_name):
+    run_guard.check_compatible(config.model_dir, config)
+    if chief:
+      io_utils.write_json(os.path.join(config.model_dir, "config.json"),
+                          config_to_json(config))
+      io_utils.write_json(os.path.join(config.model_dir, "dataset_info.json"), info)
+      if flags_text:
+        io_utils.write_text(os.path.join(config.model_dir, "flags.txt"), flags_text)
+    return _train(config, info, chief)
+
+
+def _train(config, info, chief):
+  """train_and_evaluate once the run folder is this run's."""
   # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TF work.
   strategy = make_strategy(config.strategy)
-  chief = config.strategy != "multi_worker" or distributed.is_chief()
-  os.makedirs(config.model_dir, exist_ok=True)
-  if chief:
-    io_utils.write_json(os.path.join(config.model_dir, "config.json"), config_to_json(config))
-    io_utils.write_json(os.path.join(config.model_dir, "dataset_info.json"), info)
   keras.utils.set_random_seed(config.seed)
   policy = set_precision(config.mixed_precision)
   logging.info("precision policy %s", policy)
@@ -126,17 +147,14 @@ def train_and_evaluate(config):
         config, context), train_count // config.batch_size, config.epochs, val_ds, callbacks)
     print(f"final weights checksum: {distributed.weights_checksum(trainer.network):.10e}")
   else:
-    trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                callbacks=callbacks_lib.make_callbacks(config, trainer.network, val_batch,
-                                                       nan_guard),
+    callbacks = callbacks_lib.make_callbacks(config, trainer.network, val_batch, nan_guard)
+    trainer.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
                 verbose=2, shuffle=False)  # the dataset shuffles itself
   if nan_guard.where:
-    epoch, batch, step = nan_guard.where
-    raise FloatingPointError(
-        f"the training loss became NaN or infinite at epoch {epoch}, batch {batch} (optimizer "
-        f"step {step}); training stopped. The best weights so far "
-        f"({run_folder.BEST_WEIGHTS}), the last good backup and earlier exports in "
-        f"{config.model_dir} are untouched.")
+    find = lambda kind: next((c for c in callbacks if isinstance(c, kind)), None)
+    raise FloatingPointError(callbacks_lib.nan_stop_message(
+        nan_guard.where, find(callbacks_lib.GuardedBackupAndRestore),
+        find(callbacks_lib.BestNetworkCheckpoint), config.model_dir))
 
   if not chief:
     return {}
@@ -193,4 +211,5 @@ def finish(config, network):
         print("cascade " + evaluation.format_summary(summary))
         results[f"cascade_{split}"] = summary
   io_utils.write_json(os.path.join(config.model_dir, "results.json"), results)
+  hparams_log.write(config.model_dir, config_to_json(config), results, step=config.epochs)
   return results

@@ -1,0 +1,218 @@
+"""Who may write into a run folder, and with which settings: checked before any write.
+
+Two trainings on one --model_dir would interleave their backups, checkpoints and logs, and
+a rerun with another network over a finished run would overwrite its config.json before
+failing to load its backup. `claim` prevents both: it takes the folder's lock (one owner
+at a time) and compares the folder's config.json with the new settings, and only then may
+the caller write.
+"""
+
+import json
+import os
+import socket
+import time
+
+from absl import logging
+
+from fkd_tf import run_folder
+
+LOCK = ".lock"
+# Settings whose change makes a run's weights (best or backup) mean something else or not
+# load at all; every other setting (epochs, learning rate, augmentation magnitudes, ...)
+# may change between reruns of one folder.
+WEIGHT_SETTINGS = {
+    "model": "the network, so its weights",
+    "normalisation": "what the network's outputs mean",
+    "augment.region": "what the network sees: the whole image or the keypoint box",
+    "augment.region_margin": "the framing of its input",
+    "augment.rescale_size": "the scale of its input",
+    # float16 wraps the optimizer in a LossScaleOptimizer, whose state the backup holds.
+    "mixed_precision": "the optimizer state in the backup",
+}
+
+
+class RunFolderBusy(run_folder.RunFolderError):
+  """Another live training owns the run folder."""
+
+
+class RunFolderMismatch(run_folder.RunFolderError):
+  """The run folder holds a run whose weights these settings cannot continue."""
+
+
+def make_folder(model_dir):
+  """Creates model_dir; an impossible or unwritable path is a RunFolderError naming it."""
+  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+    raise run_folder.RunFolderError(f"--model_dir {model_dir} is a file, not a folder")
+  try:
+    os.makedirs(model_dir, exist_ok=True)
+  except OSError as e:
+    raise run_folder.RunFolderError(
+        f"--model_dir {model_dir} cannot be created: {e.strerror or e}") from None
+  if not os.access(model_dir, os.W_OK | os.X_OK):
+    raise run_folder.RunFolderError(f"--model_dir {model_dir} is not writable")
+
+
+def _setting(config, dotted_name):
+  value = config
+  for part in dotted_name.split("."):
+    value = getattr(value, part)
+  return value
+
+
+def check_compatible(model_dir, config):
+  """Raises RunFolderMismatch when model_dir's config.json was trained with other
+  WEIGHT_SETTINGS than `config`; a folder without config.json is a new run."""
+  if not os.path.exists(os.path.join(model_dir, run_folder.CONFIG)):
+    return
+  existing = run_folder.read_config(model_dir)
+  differences = [
+      f"--{name.split('.')[-1]}: {_setting(existing, name)!r} there, "
+      f"{_setting(config, name)!r} now ({meaning})"
+      for name, meaning in WEIGHT_SETTINGS.items()
+      if _setting(existing, name) != _setting(config, name)]
+  if differences:
+    raise RunFolderMismatch(
+        f"{model_dir} holds a run made with other settings, so its weights cannot continue "
+        "under these: " + "; ".join(differences) + ". Choose another --model_dir, or "
+        f"rerun with that run's settings (its {run_folder.CONFIG}).")
+
+
+def _process_start_ticks(pid):
+  """The process's start time in clock ticks since boot (Linux), None elsewhere.
+
+  A pid alone can be reused after its process ends; the pair (pid, start) cannot.
+  """
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      stat = f.read()
+  except OSError:
+    return None
+  # Field 22 of proc(5); fields are counted after the command name's closing bracket,
+  # since the name itself may hold spaces.
+  return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _alive_here(owner):
+  """True while the lock's owner (a process on this host) still runs."""
+  try:
+    os.kill(owner["pid"], 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    pass  # alive, under another user
+  recorded, current = owner.get("start_ticks"), _process_start_ticks(owner["pid"])
+  return recorded is None or current is None or recorded == current
+
+
+class RunLock:
+  """Ownership of a run folder: <model_dir>/.lock holds the owner's pid and host.
+
+  Created with O_EXCL, so of two trainings starting together exactly one gets it. A lock
+  left by a process that died on this host (kill -9, power loss) is taken over with a
+  warning; a live owner, or one on another host (whose pid cannot be checked from here),
+  is refused. Use as a context manager: the lock goes when the `with` block ends.
+  """
+
+  def __init__(self, model_dir, name=LOCK):
+    self.model_dir = model_dir
+    self.path = os.path.join(model_dir, name)
+    self.held = False
+
+  def _owner_record(self):
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "start_ticks": _process_start_ticks(pid),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+  def _read_owner(self):
+    """The lock's record, or None when it vanished; waits briefly for a lock being written."""
+    for _ in range(20):
+      try:
+        with open(self.path) as f:
+          text = f.read()
+      except FileNotFoundError:
+        return None
+      try:
+        owner = json.loads(text)
+      except ValueError:
+        time.sleep(0.05)  # its owner created it an instant ago and is writing it
+        continue
+      if isinstance(owner, dict) and isinstance(owner.get("pid"), int):
+        return owner
+      break
+    raise RunFolderBusy(f"{self.model_dir} has a lock file {self.path} that is not readable; "
+                        "delete it if no training uses this folder")
+
+  def _create(self):
+    """True when this process created the lock; False when it already existed."""
+    try:
+      fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      return False
+    except OSError as e:
+      raise run_folder.RunFolderError(
+          f"--model_dir {self.model_dir} is not writable: cannot create {self.path}: "
+          f"{e.strerror or e}") from None
+    with os.fdopen(fd, "w") as f:
+      f.write(json.dumps(self._owner_record()))
+    return True
+
+  def _take_over(self, stale):
+    """Removes the stale lock unless another process replaced it meanwhile."""
+    aside = f"{self.path}.stale-{os.getpid()}"
+    try:
+      os.rename(self.path, aside)  # atomic: of two processes taking over, one moves it
+    except FileNotFoundError:
+      return
+    with open(aside) as f:
+      moved = f.read()
+    try:
+      still_stale = json.loads(moved) == stale
+    except ValueError:
+      still_stale = False  # a new owner's lock, caught while being written
+    if not still_stale:
+      # A third process had already replaced the stale lock with its own: put it back.
+      try:
+        os.link(aside, self.path)
+      except FileExistsError:
+        pass
+    os.remove(aside)
+
+  def acquire(self):
+    """Takes the lock; raises RunFolderBusy naming the folder and the owning process."""
+    host = socket.gethostname()
+    for _ in range(3):
+      if self._create():
+        self.held = True
+        return self
+      owner = self._read_owner()
+      if owner is None:
+        continue  # released between our two looks
+      if owner.get("host") == host and not _alive_here(owner):
+        logging.warning("%s: taking over the lock of process %s, which ended without "
+                        "releasing it (since %s)", self.model_dir, owner.get("pid"),
+                        owner.get("since"))
+        self._take_over(owner)
+        continue
+      where = "" if owner.get("host") == host else f" on host {owner.get('host')}"
+      hint = ("" if owner.get("host") == host else
+              f"; if that training has ended, delete {self.path}")
+      raise RunFolderBusy(
+          f"{self.model_dir} is in use by another training: process {owner.get('pid')}"
+          f"{where}, since {owner.get('since')}. Wait for it to end or choose another "
+          f"--model_dir{hint}.")
+    raise RunFolderBusy(f"{self.model_dir}: could not take its lock {self.path}; another "
+                        "training keeps claiming it")
+
+  def release(self):
+    if self.held:
+      self.held = False
+      try:
+        os.remove(self.path)
+      except FileNotFoundError:
+        pass
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc_info):
+    self.release()

@@ -1,0 +1,55 @@
+"""The HParams record of a run: written as TensorBoard's plugin data, read back here."""
+
+import dataclasses
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from fkd_tf.core import config as config_lib
+from fkd_tf.core.augment import AugmentConfig
+from fkd_tf.training import hparams_log
+
+
+def read_hparams_events(model_dir):
+  """(session hparams {name: value}, experiment metric tags, {scalar tag: value})."""
+  files = glob.glob(os.path.join(model_dir, "logs", "hparams", "events.out.tfevents.*"))
+  assert len(files) == 1
+  hparams, metric_tags, scalars = {}, [], {}
+  for event in tf.compat.v1.train.summary_iterator(files[0]):
+    for value in event.summary.value:
+      if value.metadata.plugin_data.plugin_name == "hparams":
+        data = plugin_data_pb2.HParamsPluginData.FromString(
+            value.metadata.plugin_data.content)
+        if data.HasField("session_start_info"):
+          for name, field in data.session_start_info.hparams.items():
+            hparams[name] = getattr(field, field.WhichOneof("kind"))
+        if data.HasField("experiment"):
+          metric_tags = [m.name.tag for m in data.experiment.metric_infos]
+      elif value.HasField("tensor"):
+        scalars[value.tag] = float(tf.make_ndarray(value.tensor))
+  return hparams, metric_tags, scalars
+
+
+def test_config_and_final_metrics_read_back(tmp_path):
+  config = config_lib.TrainConfig(tfrecord_dir="data/tfrecords", model_dir=str(tmp_path),
+                                  model="fknet", learning_rate=1e-3, epochs=30,
+                                  augment=AugmentConfig(flip_prob=0.5, region="keypoints"))
+  values = json.loads(json.dumps(dataclasses.asdict(config)))
+  results = {"val": {"nme_io": 0.0712, "failure_rate_10": 0.104, "auc_10": 0.42, "count": 345},
+             "test": {"nme_io": 0.054, "failure_rate_10": 0.026, "auc_10": 0.48}}
+  hparams_log.write(str(tmp_path), values, results, step=30)
+  hparams, metric_tags, scalars = read_hparams_events(str(tmp_path))
+  assert hparams["model"] == "fknet" and hparams["epochs"] == 30
+  assert hparams["learning_rate"] == pytest.approx(1e-3)
+  assert hparams["augment.flip_prob"] == 0.5 and hparams["augment.region"] == "keypoints"
+  assert hparams["mixed_precision"] is False
+  assert len(hparams) == len(hparams_log.flatten(values))  # every setting, nested ones too
+  assert "final/val_nme_io" in metric_tags and "final/cascade_test_auc_10" in metric_tags
+  assert scalars == pytest.approx({
+      "final/val_nme_io": 0.0712, "final/val_failure_rate_10": 0.104,
+      "final/val_auc_10": 0.42, "final/test_nme_io": 0.054,
+      "final/test_failure_rate_10": 0.026, "final/test_auc_10": 0.48})
