@@ -108,3 +108,20 @@ def test_box_count_must_match_in_the_graph(cascade_export):
   image = tf.constant([fakes.encode(_images()[0], "PNG")] * 2)
   with pytest.raises(tf.errors.InvalidArgumentError, match="one box"):
     serve(image_bytes=image, boxes=tf.constant([[10.0, 10.0, 80.0, 80.0]]))
+
+
+def test_evaluate_reports_the_same_figures_on_both_backends(cascade_export, tfrecord_dir,
+                                                            tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from conftest import run_module  # pylint: disable=g-import-not-at-top
+  figures = {}
+  for backend in ("saved_model", "litert"):
+    out = tmp_path / backend
+    result = run_module("fkd_tf.evaluate", f"--saved_model={cascade_export}",
+                        f"--tfrecord_dir={tfrecord_dir}", "--split=test",
+                        f"--output_dir={out}", f"--backend={backend}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test: 9 faces" in result.stdout
+    figures[backend] = json.load(open(out / "metrics_test.json"))
+  assert figures["litert"]["backend"] == "litert"
+  assert abs(figures["litert"]["mean_error_px"] - figures["saved_model"]["mean_error_px"]) < 0.01
