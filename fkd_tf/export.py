@@ -23,6 +23,9 @@ def define_flags():
   common_flags.define_tfrecord_dir(extra_help=" Warm-up images come from it ('' for none).")
   flags.DEFINE_bool("flip_average", False, "Average each stage's prediction with its "
                     "prediction on the mirrored frame (twice the compute).")
+  flags.DEFINE_integer("box_passes", None, "How many refining stages run when a face box "
+                       "is given (default: all); whole images always run every stage.",
+                       lower_bound=1)
   flags.mark_flags_as_required(["model_dirs", "export_base"])
 
 
@@ -41,7 +44,8 @@ def main(argv):
                          "first stage must frame whole images")
   warmup = run_folder.warmup_images(FLAGS.tfrecord_dir) if FLAGS.tfrecord_dir else ()
   path = saved_model.export(stages, FLAGS.export_base,
-                            metadata={"model_dirs": FLAGS.model_dirs}, warmup_images=warmup)
+                            metadata={"model_dirs": FLAGS.model_dirs}, warmup_images=warmup,
+                            box_passes=FLAGS.box_passes)
   print(f"exported {len(stages)} stage(s): {path}")
 
 

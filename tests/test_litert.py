@@ -125,3 +125,22 @@ def test_evaluate_reports_the_same_figures_on_both_backends(cascade_export, tfre
     figures[backend] = json.load(open(out / "metrics_test.json"))
   assert figures["litert"]["backend"] == "litert"
   assert abs(figures["litert"]["mean_error_px"] - figures["saved_model"]["mean_error_px"]) < 0.01
+
+
+def test_box_passes_limits_the_refinements_a_box_runs(tmp_path):
+  coarse, refine = _face_network("tiny", 4), _face_network("tiny", 5)
+  stages = [Stage(coarse, 90.0, "centered"), Stage(refine, 90.0, "centered", 1.25),
+            Stage(refine, 90.0, "centered", 1.25)]
+  limited = saved_model.export(stages, str(tmp_path / "limited"), box_passes=1)
+  single = saved_model.export(stages[:2], str(tmp_path / "single"))
+  full = saved_model.export(stages, str(tmp_path / "full"))
+  image = _images()[0]
+  encoded = fakes.encode(image, "PNG")
+  box = [[10, 12, 100, 140]]
+  expected = fkd_tf.load(single).predict(image, boxes=box)
+  for backend in ("litert", "saved_model"):
+    model = fkd_tf.load(limited, backend=backend)
+    np.testing.assert_allclose(model.predict(encoded, boxes=box), expected, atol=0.05)
+    # Whole images still run every stage.
+    np.testing.assert_allclose(model.predict(encoded),
+                               fkd_tf.load(full, backend=backend).predict(encoded), atol=0.05)

@@ -111,7 +111,9 @@ class LiteRTCascade:
 
   def __init__(self, saved_model_dir, num_threads=1):
     with open(os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)) as f:
-      self.stages = json.load(f)["stages"]
+      metadata = json.load(f)
+    self.stages = metadata["stages"]
+    self.box_passes = metadata.get("box_passes")
     interpreter_class = _interpreter_class()
     self._runners = {}
     for stage in self.stages:
@@ -167,7 +169,10 @@ class LiteRTCascade:
         keypoints_px = self._run_stage(stage, image, whole)
       region = square_around_points(keypoints_px, self.stages[first]["region_margin"])
     keypoints_px = self._run_stage(self.stages[first], image, region)
-    for stage in self.stages[first + 1:]:
+    refining = self.stages[first + 1:]
+    if has_box and self.box_passes is not None:
+      refining = refining[:max(0, self.box_passes - 1)]
+    for stage in refining:
       region = square_around_points(keypoints_px, stage["region_margin"])
       keypoints_px = self._run_stage(stage, image, region)
     return keypoints_px.astype(np.float32)

@@ -43,9 +43,12 @@ class KeypointServer(tf.Module):
   frames the whole batch with one warp (the same `framing.frame_batch` as evaluation).
   """
 
-  def __init__(self, stages):
+  def __init__(self, stages, box_passes=None):
+    """box_passes: how many refining stages a given face box runs (None: all of them).
+    A box saves the first pass; fewer refinements trade accuracy for time per face."""
     super().__init__(name="keypoint_server")
     self.stages = list(stages)
+    self.box_passes = box_passes
     # Tracked for saving; a network that refines twice is saved once.
     self.networks = list({id(stage.network): stage.network for stage in self.stages}.values())
 
@@ -125,9 +128,12 @@ class KeypointServer(tf.Module):
                          geometry.square_around_box(checked, margin),
                          geometry.square_around_points(coarse_px, margin))
       keypoints_px = self._run_stage(self.stages[first_refining], canvas, regions)
-      for stage in self.stages[first_refining + 1:]:
+      for index, stage in enumerate(self.stages[first_refining + 1:], start=2):
         regions = geometry.square_around_points(keypoints_px, stage.region_margin)
-        keypoints_px = self._run_stage(stage, canvas, regions)
+        refined = self._run_stage(stage, canvas, regions)
+        if self.box_passes is not None and index > self.box_passes:
+          refined = tf.where(has_box[:, tf.newaxis, tf.newaxis], keypoints_px, refined)
+        keypoints_px = refined
       return keypoints_px
 
     # An empty request gets an empty answer (convolutions reject a batch of zero on CPU).

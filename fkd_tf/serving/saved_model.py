@@ -58,7 +58,8 @@ def _litert_files(stages, extra):
   return files
 
 
-def export(stages, export_base, metadata=None, warmup_images=(), litert=True):
+def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
+           box_passes=None):
   """Writes a new numeric version under export_base and returns its path.
 
   stages: list of `Stage` (one network, or coarse then refining networks).
@@ -68,11 +69,13 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True):
   litert: also write each network as a LiteRT file in assets.extra (TF Serving ignores
   that folder; `fkd_tf.load()` runs them for one face at a time).
 
+  box_passes: how many refining stages a given face box runs (None: all).
+
   The SavedModel is saved under a hidden temporary name in the same folder, then renamed:
   a reader sees either no new version or a complete one, and old versions are untouched.
   """
   os.makedirs(export_base, exist_ok=True)
-  server = KeypointServer(stages)
+  server = KeypointServer(stages, box_passes)
   version = versions.next_version(export_base)
   tmp = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
   try:
@@ -90,7 +93,7 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True):
                              "region_margin": stage.region_margin,
                              "flip_average": stage.flip_average, "litert": litert_file}
                             for stage, litert_file in zip(stages, litert_files)],
-                 **(metadata or {})}, f, indent=2, sort_keys=True)
+                 "box_passes": box_passes, **(metadata or {})}, f, indent=2, sort_keys=True)
     if warmup_images:
       write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)
     final = os.path.join(export_base, str(version))
