@@ -25,6 +25,9 @@ _AUGMENT_HELP = {
                     "(the original: 100).",
     "random_crop": "Place the training crop uniformly along the slack (the original's "
                    "RandomCrop); evaluation always centres it.",
+    "original_rounding": "Frame in whole pixels as the original's numpy code did: int() of "
+                         "each rescaled side, integer crop offsets (training: 0 .. slack-1, "
+                         "evaluation and serving: slack // 2).",
     "max_rotation_deg": "Random rotation range, degrees, +-.",
     "min_scale": "Smallest random zoom of the net frame (1: none).",
     "max_scale": "Largest random zoom of the net frame (1: none).",

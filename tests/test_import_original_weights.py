@@ -17,7 +17,7 @@ import tensorflow as tf
 from conftest import REPO
 import fakes
 from fkd_tf import run_folder
-from fkd_tf.core import framing, models
+from fkd_tf.core import framing, geometry, models
 from fkd_tf.data import decode
 from fkd_tf.serving import saved_model, versions
 from fkd_tf.serving.module import stage_of
@@ -29,23 +29,28 @@ REFERENCE_NPZ = os.path.join(SEED_DIR, "reference_outputs.npz")
 TEST_IMAGES = os.path.join(fakes.SHARED_DATA, "test")
 
 # Measured on the 8 reference images (TF 2.21, OpenCV 4.14): fkd_tf's evaluation framing vs
-# the original's preprocessing. Max 0.594 and mean 0.0106 per pixel come from the geometry:
-# the original truncates the rescaled size (int(100 * 103 / 89) = 115, not 115.73) and crops
-# at integer offsets ((115 - 90) // 2 = 12, not 12.87), so its frame is shifted by up to
-# ~0.9 net px and scaled by up to 0.7 % against fkd_tf's one continuous warp, which moves
-# sharp edges. At the original's geometry the rest (gray before vs after the resize, two
-# uint8 roundings vs none, TF's vs OpenCV's gray weights) is max 0.0064 (1.6 / 255).
-FRAMING_MAX_ABS = 0.62
-FRAMING_MEAN_ABS = 0.012
-SAME_GEOMETRY_MAX_ABS = 2.0 / 255.0
-# Same inputs, keypoints mapped back with fkd_tf's inverse frame instead of the original's:
-# measured mean 0.474 px, max 1.148 px (the frame difference above, away from the centre).
-# With the original's own frame the same outputs land within 6e-5 px of keypoints_px.
-INVERSE_FRAME_MEAN_PX = 0.5
-INVERSE_FRAME_MAX_PX = 1.2
-# fkd_tf's own preprocessing and inverse frame end to end: measured mean 0.677 px, max 2.749.
-OWN_FRAMING_MEAN_PX = 0.7
-OWN_FRAMING_MAX_PX = 2.8
+# the original's preprocessing.
+# With original_rounding (configs/base.flags) fkd_tf frames at the original's geometry; what
+# is left is gray before vs after the resize, two uint8 roundings vs none and TF's vs
+# OpenCV's gray weights: max 0.0064 (1.6 / 255), mean 0.0014 per pixel.
+ROUNDED_MAX_ABS = 2.0 / 255.0
+ROUNDED_MEAN_ABS = 0.0016
+# Without it, max 0.594 and mean 0.0106: the original truncates the rescaled size
+# (int(100 * 103 / 89) = 115, not 115.73) and crops at integer offsets ((115 - 90) // 2 = 12,
+# not 12.87), so its frame is shifted by up to ~0.9 net px and scaled by up to 0.7 %
+# against fkd_tf's continuous one, which moves sharp edges.
+CONTINUOUS_MAX_ABS = 0.62
+CONTINUOUS_MEAN_ABS = 0.012
+# The original's inputs and outputs, keypoints mapped back with fkd_tf's inverse frame:
+# with original_rounding measured max 6e-5 px (float32 round-off); with the continuous
+# frame mean 0.474 px, max 1.148 px (the frame difference above, away from the centre).
+ROUNDED_INVERSE_MAX_PX = 1e-3
+CONTINUOUS_INVERSE_MEAN_PX = 0.5
+CONTINUOUS_INVERSE_MAX_PX = 1.2
+# fkd_tf's own decoding, framing, network and inverse frame end to end: with
+# original_rounding measured mean 0.068 px, max 0.202 px (continuous: 0.677, 2.749).
+END_TO_END_MEAN_PX = 0.08
+END_TO_END_MAX_PX = 0.25
 
 needs_seed = pytest.mark.skipif(not os.path.isdir(SEED_DIR),
                                 reason=f"the original's seed files are not at {SEED_DIR}")
@@ -283,46 +288,51 @@ def test_original_frame_maps_outputs_to_keypoints_px(reference):
 
 @needs_seed
 @needs_images
-def test_evaluation_framing_is_close_to_the_originals(test_faces, reference):
-  images_net, _ = evaluation_frame(test_faces["gray"])
-  difference = np.abs(images_net - reference["inputs"])
-  assert difference.max() <= FRAMING_MAX_ABS, difference.max()
-  assert difference.mean() <= FRAMING_MEAN_ABS, difference.mean()
+def test_original_rounding_gives_the_originals_frames(test_faces, reference):
+  """(sx, sy, left, top) of the seed: x_image = (x_90 + left) * sx, y likewise."""
+  sizes = np.array([gray.shape[:2] for gray in test_faces["gray"]], np.float32)
+  regions = framing.whole_image_regions(sizes)
+  net_from_image = geometry.frame_matrix(regions, tf.fill([len(sizes), 2], 0.5), 100.0,
+                                         original_rounding=True).numpy()
+  sx, sy, left, top = reference["frame"].T
+  assert np.array_equal(-net_from_image[:, 0, 2], left)
+  assert np.array_equal(-net_from_image[:, 1, 2], top)
+  # The rescaled sizes are whole pixels (89 x 103 -> 100 x 115), the seed's sx their ratio.
+  rescaled = sizes[:, ::-1] * np.stack([net_from_image[:, 0, 0], net_from_image[:, 1, 1]], 1)
+  np.testing.assert_allclose(rescaled, np.round(rescaled), atol=1e-4)
+  np.testing.assert_allclose(1 / net_from_image[:, 0, 0], sx, rtol=2e-7)
+  np.testing.assert_allclose(1 / net_from_image[:, 1, 1], sy, rtol=2e-7)
 
 
 @needs_seed
 @needs_images
-def test_framing_differs_by_geometry_only(test_faces, reference):
-  """fkd_tf's gray and warp at the original's geometry (its truncated size, its integer
-  crop) reproduce its inputs up to rounding: the framing difference is the geometry."""
-  sx, sy, left, top = reference["frame"].T
-  ones, zeros = np.ones_like(sx), np.zeros_like(sx)
-  original_net_from_image = np.stack([np.stack([1 / sx, zeros, -left], -1),
-                                      np.stack([zeros, 1 / sy, -top], -1),
-                                      np.stack([zeros, zeros, ones], -1)], 1)
-  for i, rgb in enumerate(test_faces["rgb"]):
-    gray = tf.image.rgb_to_grayscale(rgb)[tf.newaxis]
-    framed = framing.warp_images(gray, tf.constant(original_net_from_image[i:i + 1],
-                                                   tf.float32)).numpy()[0, :, :, 0]
-    difference = np.abs(framed - reference["inputs"][i])
-    assert difference.max() <= SAME_GEOMETRY_MAX_ABS, (i, difference.max())
+def test_evaluation_framing_is_the_originals_with_original_rounding(test_faces, reference):
+  rounded, _ = evaluation_frame(test_faces["gray"], original_rounding=True)
+  difference = np.abs(rounded - reference["inputs"])
+  assert difference.max() <= ROUNDED_MAX_ABS, difference.max()
+  assert difference.mean() <= ROUNDED_MEAN_ABS, difference.mean()
+  continuous, _ = evaluation_frame(test_faces["gray"])
+  difference = np.abs(continuous - reference["inputs"])
+  assert ROUNDED_MAX_ABS < difference.max() <= CONTINUOUS_MAX_ABS, difference.max()
+  assert difference.mean() <= CONTINUOUS_MEAN_ABS, difference.mean()
 
 
 @needs_seed
 @needs_images
 def test_keypoints_px_through_fkd_inverse_frame(original_network, test_faces, reference):
-  """Same inputs as the original, mapped back with fkd_tf's inverse frame; the gap is the
-  two frames' difference, not the network (see INVERSE_FRAME_*)."""
-  _, net_from_image = evaluation_frame(test_faces["gray"])
+  """The original's inputs and outputs mapped back with fkd_tf's inverse frame: with
+  original_rounding, its own keypoints; without, off by the two frames' difference."""
   outputs = original_network(reference["inputs"][..., np.newaxis], training=False)
-  keypoints_px = framing.keypoints_px_from_outputs(
-      outputs, tf.constant(net_from_image), "original").numpy()
-  distance = np.linalg.norm(keypoints_px - reference["keypoints_px"], axis=-1)
-  assert distance.mean() <= INVERSE_FRAME_MEAN_PX, distance.mean()
-  assert distance.max() <= INVERSE_FRAME_MAX_PX, distance.max()
-  # The same outputs through the original's own frame: the network adds nothing.
-  by_original = keypoints_px_by_original_frame(outputs.numpy(), reference["frame"])
-  assert np.abs(by_original - reference["keypoints_px"]).max() < 1e-3
+  distance = {}
+  for rounding in (True, False):
+    _, net_from_image = evaluation_frame(test_faces["gray"], original_rounding=rounding)
+    keypoints_px = framing.keypoints_px_from_outputs(
+        outputs, tf.constant(net_from_image), "original").numpy()
+    distance[rounding] = np.linalg.norm(keypoints_px - reference["keypoints_px"], axis=-1)
+  assert distance[True].max() <= ROUNDED_INVERSE_MAX_PX, distance[True].max()
+  assert distance[False].mean() <= CONTINUOUS_INVERSE_MEAN_PX, distance[False].mean()
+  assert distance[False].max() <= CONTINUOUS_INVERSE_MAX_PX, distance[False].max()
+  assert distance[False].mean() > 100 * distance[True].max()
 
 
 @needs_seed
@@ -333,10 +343,11 @@ def test_exported_import_serves_the_originals_keypoints(imported_run, test_faces
   the 8 test images' bytes (decode, framing, network, inverse frame: what fkd_tf.evaluate
   measures), against the original's keypoints in image pixels."""
   model_dir, _ = imported_run
-  path = saved_model.export([stage_of(*run_folder.load_network(model_dir))],
-                            str(tmp_path / "export"))
+  stage = stage_of(*run_folder.load_network(model_dir))
+  assert stage.original_rounding  # from configs/base.flags, through the run's config.json
+  path = saved_model.export([stage], str(tmp_path / "export"))
   serve = versions.load_saved_model(path).signatures["serving_default"]
   keypoints_px = serve(image_bytes=tf.constant(test_faces["bytes"]))["keypoints"].numpy()
   distance = np.linalg.norm(keypoints_px - reference["keypoints_px"], axis=-1)
-  assert distance.mean() <= OWN_FRAMING_MEAN_PX, distance.mean()
-  assert distance.max() <= OWN_FRAMING_MAX_PX, distance.max()
+  assert distance.mean() <= END_TO_END_MEAN_PX, distance.mean()
+  assert distance.max() <= END_TO_END_MAX_PX, distance.max()

@@ -21,12 +21,15 @@ class Stage:
 
   region_margin: None for the first stage (framed on the whole image or the given box);
   for a refining stage, the square around the previous stage's keypoints.
+  original_rounding: frame in whole pixels as the original did (`core.geometry`); False
+  for stages made before the option existed.
   """
   network: object
   rescale_size: float
   normalisation: str
   region_margin: Optional[float] = None
   flip_average: bool = False  # also run on the mirrored frame and average
+  original_rounding: bool = False
 
 
 class KeypointServer(tf.Module):
@@ -38,7 +41,7 @@ class KeypointServer(tf.Module):
     self.networks = [stage.network for stage in self.stages]  # tracked for saving
 
   @staticmethod
-  def _frame_one(image_bytes, box, rescale_size):
+  def _frame_one(image_bytes, box, rescale_size, original_rounding):
     image = decode_gray(image_bytes, name="image_bytes")
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     whole = tf.stack([0.0, 0.0, size[1], size[0]])
@@ -51,13 +54,15 @@ class KeypointServer(tf.Module):
                                         size])
     with tf.control_dependencies([check]):
       region = tf.identity(region)
-    images_net, net_from_image = framing.frame_batch(image[tf.newaxis], region[tf.newaxis],
-                                                     rescale_size)
+    images_net, net_from_image = framing.frame_batch(
+        image[tf.newaxis], region[tf.newaxis], rescale_size,
+        original_rounding=original_rounding)
     return images_net[0], net_from_image[0]
 
   def _run_stage(self, stage, image_bytes, regions):
     images_net, net_from_image = tf.map_fn(
-        lambda args: self._frame_one(args[0], args[1], stage.rescale_size),
+        lambda args: self._frame_one(args[0], args[1], stage.rescale_size,
+                                     stage.original_rounding),
         (image_bytes, regions),
         fn_output_signature=(tf.TensorSpec([NET_SIZE, NET_SIZE, 1], tf.float32),
                              tf.TensorSpec([3, 3], tf.float32)))
@@ -100,4 +105,5 @@ class KeypointServer(tf.Module):
 def stage_of(network, config):
   """The served stage of a trained network, framed as its `core.config.TrainConfig` says."""
   margin = config.augment.region_margin if config.augment.region == "keypoints" else None
-  return Stage(network, config.augment.rescale_size, config.normalisation, margin)
+  return Stage(network, config.augment.rescale_size, config.normalisation, margin,
+               original_rounding=config.augment.original_rounding)
