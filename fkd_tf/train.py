@@ -75,6 +75,20 @@ def define_flags():
                       f"tf.distribute strategy: one of {config_lib.STRATEGIES}.")
   flags.DEFINE_integer("max_train_examples", defaults.max_train_examples,
                        "Train on only this many faces (0: all); for smoke runs.")
+  flags.DEFINE_string("train_splits", defaults.train_splits,
+                      "Comma-separated splits to train on: 'train', or 'train,val' (all "
+                      "3462 training images, as the original; val is then still evaluated "
+                      "but not held out, and needs --keep=last).")
+  flags.DEFINE_string("bias_init", defaults.bias_init,
+                      f"Initial biases, one of {config_lib.BIAS_INITS}: 'torch' draws "
+                      "ppbnet's as PyTorch's default U(+-1/sqrt(fan_in)).")
+  flags.DEFINE_float("adam_epsilon", defaults.adam_epsilon,
+                     "Adam's epsilon. Keras adds it before the bias correction, PyTorch "
+                     "after, so 1e-8 here acts as PyTorch's 1.6e-8 at step 500 and 1.03e-8 "
+                     "at step 2750 (the original: 1e-8).")
+  flags.DEFINE_string("keep", defaults.keep,
+                      f"Which epoch's network the run keeps, one of {config_lib.KEEPS}: the "
+                      "best on val NME_io, or the last (the original).")
   flags.DEFINE_bool("evaluate_test", defaults.evaluate_test,
                     "Evaluate the chosen model on the test split at the end.")
   flags.DEFINE_bool("export", defaults.export, "Export a SavedModel at the end.")
