@@ -24,6 +24,9 @@ _AUGMENT_HELP = {
                     "(the original: 100).",
     "random_crop": "Place the training crop uniformly along the slack (the original's "
                    "RandomCrop); evaluation always centres it.",
+    "original_rounding": "Frame in whole pixels as the original's numpy code did: int() of "
+                         "each rescaled side, integer crop offsets (training: 0 .. slack-1, "
+                         "evaluation and serving: slack // 2).",
     "max_rotation_deg": "Random rotation range, degrees, +-.",
     "min_scale": "Smallest random zoom of the net frame (1: none).",
     "max_scale": "Largest random zoom of the net frame (1: none).",
@@ -71,6 +74,20 @@ def define_flags():
                       f"tf.distribute strategy: one of {config_lib.STRATEGIES}.")
   flags.DEFINE_integer("max_train_examples", defaults.max_train_examples,
                        "Train on only this many faces (0: all); for smoke runs.")
+  flags.DEFINE_string("train_splits", defaults.train_splits,
+                      "Comma-separated splits to train on: 'train', or 'train,val' (all "
+                      "3462 training images, as the original; val is then still evaluated "
+                      "but not held out, and needs --keep=last).")
+  flags.DEFINE_string("bias_init", defaults.bias_init,
+                      f"Initial biases, one of {config_lib.BIAS_INITS}: 'torch' draws "
+                      "ppbnet's as PyTorch's default U(+-1/sqrt(fan_in)).")
+  flags.DEFINE_float("adam_epsilon", defaults.adam_epsilon,
+                     "Adam's epsilon. Keras adds it before the bias correction, PyTorch "
+                     "after, so 1e-8 here acts as PyTorch's 1.6e-8 at step 500 and 1.03e-8 "
+                     "at step 2750 (the original: 1e-8).")
+  flags.DEFINE_string("keep", defaults.keep,
+                      f"Which epoch's network the run keeps, one of {config_lib.KEEPS}: the "
+                      "best on val NME_io, or the last (the original).")
   flags.DEFINE_bool("evaluate_test", defaults.evaluate_test,
                     "Evaluate the chosen model on the test split at the end.")
   flags.DEFINE_bool("export", defaults.export, "Export a SavedModel at the end.")

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,6 +41,7 @@ def centroid_errors(image_net, keypoints_net, radius=3.5):
 
 GEOMETRIC = {
     "crop_only": augment.AugmentConfig(),
+    "crop_whole_pixels": augment.AugmentConfig(original_rounding=True),
     "rotation": augment.AugmentConfig(random_crop=False, max_rotation_deg=25),
     "scale": augment.AugmentConfig(random_crop=False, min_scale=0.85, max_scale=1.2),
     "shift": augment.AugmentConfig(random_crop=False, max_shift=6),
@@ -207,9 +210,10 @@ def test_augmentation_graph_has_gpu_kernels_for_every_op():
   if "GPU" not in devices:
     pytest.fail("the installed TensorFlow registers no GPU kernels: install `tensorflow`, "
                 "not `tensorflow-cpu`")
-  missing = ops_without_gpu_kernel(
-      lambda c, s, k, seed: augment.augment_batch(c, s, k, seed, FULL), *SPECS)
-  assert not missing, f"ops without a GPU kernel in the device part: {sorted(missing)}"
+  for config in (FULL, dataclasses.replace(FULL, original_rounding=True)):
+    missing = ops_without_gpu_kernel(
+        lambda c, s, k, seed: augment.augment_batch(c, s, k, seed, config), *SPECS)
+    assert not missing, f"ops without a GPU kernel in the device part: {sorted(missing)}"
 
 
 def test_kernel_check_catches_a_host_only_op():

@@ -34,3 +34,25 @@ def test_unknown_model_is_named():
 def test_forward_flops_of_ppbnet():
   # The speed issue's figure: 156.6 MFLOP per image forward.
   assert abs(models.forward_flops(models.ppbnet()) / 1e6 - 156.6) < 0.1
+
+
+def test_ppbnet_torch_biases_are_uniform_within_one_over_sqrt_fan_in():
+  keras.utils.set_random_seed(0)
+  network = models.ppbnet(bias_init="torch")
+  # fan_in = input channels x kernel area: conv2 sees the fused 64 channels, the head 1024.
+  fan_ins = {"conv1": 9, "conv1x1": 32, "conv2": 576, "conv3": 256, "conv4": 576,
+             "keypoints": 1024}
+  scaled = []
+  for name, fan_in in fan_ins.items():
+    bias = network.get_layer(name).bias.numpy()
+    bound = fan_in ** -0.5
+    assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0.8 * bound, name
+    scaled.append(bias / bound)
+  scaled = np.concatenate(scaled)  # 392 draws of U(-1, 1): std 1/sqrt(3) = 0.577
+  assert len(scaled) == 392
+  assert abs(scaled.std() - 3 ** -0.5) < 0.05 and abs(scaled.mean()) < 0.1
+  assert 0.4 < np.mean(np.abs(scaled) < 0.5) < 0.6
+  # Keras' default stays zero; kernels are PyTorch's either way.
+  assert not models.ppbnet().get_layer("conv1").bias.numpy().any()
+  with pytest.raises(ValueError, match="bias_init='ones'"):
+    models.ppbnet(bias_init="ones")

@@ -1,11 +1,16 @@
 import struct
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from fkd_tf.data import decode, pipeline
 import fakes
+
+# The real data set converted (`python -m tools.convert_to_tfrecord`), when it is there.
+REAL_RECORDS = os.path.join(REPO, "data", "tfrecords")
 
 # Smooth, so that lossy JPEG stays close to it.
 GRAY = (np.add.outer(np.arange(50) * 2, np.arange(60) * 2) + 20).astype(np.uint8)
@@ -104,3 +109,28 @@ def test_max_pixels_refuses_a_png_over_the_limit():
   with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
     decode.decode_gray(tf.constant(fakes.encode(np.zeros((40, 40), np.uint8))),
                        max_pixels=1000)
+
+
+def test_several_splits_are_read_as_one_shuffled_set(tfrecord_dir):
+  names = lambda ds: [n for b in ds for n in b["file_name"].numpy()]
+  train = names(pipeline.make_dataset(tfrecord_dir, "train", 4, False, with_names=True))
+  val = names(pipeline.make_dataset(tfrecord_dir, "val", 4, False, with_names=True))
+  both = pipeline.make_dataset(tfrecord_dir, "train,val", 4, True, with_names=True)
+  assert sorted(names(both)) == sorted(train + val) and len(train + val) == 24 + 6
+  assert both.cardinality().numpy() == 8  # ceil(30 / 4)
+  order = names(both)
+  assert set(order[:6]) & set(val) and set(order[-6:]) & set(train)  # mixed, not chained
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(REAL_RECORDS, "dataset_info.json")),
+                    reason=f"the real data set is not converted at {REAL_RECORDS}")
+def test_train_and_val_are_the_originals_3462_training_faces():
+  dataset = pipeline.make_dataset(REAL_RECORDS, "train,val", 64, training=True,
+                                  with_names=True, cache=False)
+  sizes, names = [], set()
+  for batch in dataset:
+    sizes.append(int(batch["image"].shape[0]))
+    names.update(batch["file_name"].numpy())
+  # The original's 55 batches of 64 an epoch, the last one 6 faces, each face once.
+  assert len(sizes) == dataset.cardinality().numpy() == 55
+  assert sum(sizes) == len(names) == 3462 and sizes.count(64) == 54 and 6 in sizes

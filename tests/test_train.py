@@ -86,6 +86,11 @@ def test_base_flags_are_the_original_recipe():
   assert float(lines["--learning_rate"]) == 1e-4 and lines["--batch_size"] == "64"
   assert lines["--epochs"] == "50" and lines["--normalisation"] == "original"
   assert float(lines["--rescale_size"]) == 100 and lines["--random_crop"] == "true"
+  # What the original did beyond that (issue 15): whole-pixel framing, all 3462 training
+  # faces, PyTorch's initial biases and Adam epsilon, the last epoch's network.
+  assert lines["--original_rounding"] == "true" and lines["--train_splits"] == "train,val"
+  assert lines["--bias_init"] == "torch" and float(lines["--adam_epsilon"]) == 1e-8
+  assert lines["--keep"] == "last"
   assert records.FORMAT_VERSION == 1
 
 

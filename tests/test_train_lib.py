@@ -1,5 +1,6 @@
 """The training orchestrator in-process on the `tiny` network: no subprocess needed."""
 
+import csv
 import json
 import os
 import socket
@@ -117,3 +118,59 @@ def test_a_run_folder_in_use_is_refused_before_writing(tfrecord_dir, tmp_path):
   finally:
     other.kill()
     other.wait()
+
+
+def _torch_adam(gradients, learning_rate, epsilon, beta_1=0.9, beta_2=0.999):
+  """PyTorch's Adam on one weight vector from 0, in numpy: epsilon after the correction."""
+  value, m, v = np.zeros_like(gradients[0]), 0.0, 0.0
+  for step, gradient in enumerate(gradients, start=1):
+    m = beta_1 * m + (1 - beta_1) * gradient
+    v = beta_2 * v + (1 - beta_2) * gradient ** 2
+    m_hat, v_hat = m / (1 - beta_1 ** step), v / (1 - beta_2 ** step)
+    value = value - learning_rate * m_hat / (np.sqrt(v_hat) + epsilon)
+  return value
+
+
+def _keras_adam(config, gradients):
+  optimizer = train_lib.make_optimizer(config, steps_per_epoch=1)
+  weight = tf.Variable(np.zeros_like(gradients[0]))
+  for gradient in gradients:
+    optimizer.apply([tf.constant(gradient)], [weight])
+  return optimizer, weight.numpy()
+
+
+def test_adam_epsilon_is_the_configs_and_steps_as_pytorchs():
+  config = _config("d", "m", adam_epsilon=1e-8, learning_rate=1e-4)
+  rng = np.random.default_rng(0)
+  # Gradients of a trained network's size: Keras' epsilon placement moves each weight by
+  # at most 2.2e-8 over 5 steps (measured), 0.02 % of one step of the learning rate.
+  gradients = [rng.uniform(1e-3, 1e-1, 50) * rng.choice([-1, 1], 50) for _ in range(5)]
+  optimizer, keras_value = _keras_adam(config, gradients)
+  assert float(optimizer.epsilon) == 1e-8
+  torch_value = _torch_adam(gradients, 1e-4, 1e-8)
+  assert np.abs(torch_value).min() > 1e-6
+  np.testing.assert_allclose(keras_value, torch_value, rtol=0, atol=4e-8)
+  # Gradients near epsilon show where Keras adds it: before the correction, so at step 1
+  # it acts as 1e-8 / sqrt(1 - 0.999) = 3.2e-7, i.e. as PyTorch's Adam with that epsilon.
+  tiny = [np.full(4, 1e-7)]
+  keras_tiny = _keras_adam(config, tiny)[1]
+  np.testing.assert_allclose(keras_tiny, _torch_adam(tiny, 1e-4, 1e-8 / np.sqrt(1e-3)),
+                             rtol=1e-4)
+  # Its first step is then (1e-7 + 1e-8) / (1e-7 + 3.16e-7) = 0.264 of PyTorch's.
+  assert abs(keras_tiny[0] / _torch_adam(tiny, 1e-4, 1e-8)[0] - 0.264) < 0.002
+
+
+def test_training_on_train_and_val_keeps_the_last_epoch(tfrecord_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  results = train_lib.train_and_evaluate(_config(
+      tfrecord_dir, model_dir, epochs=2, train_splits="train,val", keep="last",
+      export=False, evaluate_test=False))
+  assert results["trained_on"] == ["train", "val"] and results["keep"] == "last"
+  assert results["val"]["held_out"] is False
+  kept = json.load(open(os.path.join(model_dir, "best.json")))
+  with open(os.path.join(model_dir, "training_log.csv")) as f:
+    last_row = list(csv.DictReader(f))[-1]
+  # The kept network is the last epoch's, whatever its val NME; the end evaluation agrees.
+  assert kept["epoch"] == 2
+  assert abs(kept["val_nme_io"] - float(last_row["val_nme_io"])) < 1e-6
+  assert abs(results["val"]["nme_io"] - kept["val_nme_io"]) < 1e-4

@@ -20,6 +20,9 @@ class AugmentConfig:
   """Ranges of the random changes; the defaults change nothing but the original's crop."""
   rescale_size: float = 100.0  # shorter side of the region before the 90x90 crop
   random_crop: bool = True  # the original's RandomCrop: crop anywhere along the slack
+  # Whole-pixel rescaled sizes and crop offsets, as the original's numpy code had them
+  # (`geometry.frame_matrix`); evaluation and serving frame so too.
+  original_rounding: bool = False
   max_rotation_deg: float = 0.0
   min_scale: float = 1.0
   max_scale: float = 1.0
@@ -92,7 +95,8 @@ def random_net_from_image(seed, regions, config):
     crop_fraction = tf.random.stateless_uniform([batch_size, 2], seeds[0])
   else:
     crop_fraction = tf.fill([batch_size, 2], 0.5)
-  base = geometry.frame_matrix(regions, crop_fraction, config.rescale_size)
+  base = geometry.frame_matrix(regions, crop_fraction, config.rescale_size,
+                               original_rounding=config.original_rounding)
   max_angle = math.radians(config.max_rotation_deg)
   # Scale is drawn log-uniformly so that zooming in and out are equally likely.
   flip = _bernoulli(seeds[5], batch_size, config.flip_prob)

@@ -8,6 +8,10 @@ from fkd_tf.core.keypoints import NORMALISATIONS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 SCHEDULES = ("constant", "cosine")
+# Splits a run may train on; the test split never.
+TRAINABLE_SPLITS = ("train", "val")
+BIAS_INITS = ("zeros", "torch")
+KEEPS = ("best", "last")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +34,18 @@ class TrainConfig:
   steps_per_execution: int = 1
   strategy: str = "default"
   max_train_examples: int = 0  # 0: all; a positive number trains on a prefix (smoke runs)
+  # Comma-separated splits trained on. "train,val" is all 3462 training images, as the
+  # original trained; val is still evaluated each epoch, but is then no held-out figure.
+  train_splits: str = "train"
+  # "torch": ppbnet's biases drawn as PyTorch's default, U(+-1/sqrt(fan_in)); "zeros": Keras'.
+  bias_init: str = "zeros"
+  # Keras adds epsilon to sqrt(v) before the bias correction, PyTorch after it, so Keras'
+  # e acts as PyTorch's e / sqrt(1 - beta2^t): for 1e-8, 3.2e-7 at step 1, 1.6e-8 at step
+  # 500, 1.03e-8 at the original's last (2750). Either is far below sqrt(v) of almost
+  # every weight, so 1e-8 here trains as the original's 1e-8 (PyTorch's default).
+  adam_epsilon: float = 1e-7
+  # Which epoch's network the run keeps: "best" on val NME_io, or the "last" (the original).
+  keep: str = "best"
   evaluate_test: bool = True
   export: bool = True
   debug_nan_at_step: int = -1  # test hook: make the loss NaN at this step
@@ -62,7 +78,28 @@ def check(config):
     problems.append("--coarse_model_dir needs --region=keypoints (a refining stage)")
   if config.max_train_examples < 0:
     problems.append(f"--max_train_examples={config.max_train_examples} must be >= 0")
+  splits = train_splits_of(config)
+  if not splits or any(s not in TRAINABLE_SPLITS for s in splits) or len(set(splits)) < len(
+      splits):
+    problems.append(f"--train_splits={config.train_splits!r}: name each of "
+                    f"{TRAINABLE_SPLITS} at most once, comma-separated")
+  elif "val" in splits and config.keep == "best":
+    problems.append("--keep=best chooses the epoch on val, which --train_splits="
+                    f"{config.train_splits} trains on: use --keep=last")
+  if config.bias_init not in BIAS_INITS:
+    problems.append(f"--bias_init={config.bias_init!r}: choose one of {BIAS_INITS}")
+  elif config.bias_init == "torch" and config.model != "ppbnet":
+    problems.append("--bias_init=torch is implemented for --model=ppbnet only")
+  if not config.adam_epsilon > 0:
+    problems.append(f"--adam_epsilon={config.adam_epsilon} must be > 0")
+  if config.keep not in KEEPS:
+    problems.append(f"--keep={config.keep!r}: choose one of {KEEPS}")
   return problems
+
+
+def train_splits_of(config):
+  """The splits a run trains on, in order: ["train"] or ["train", "val"]."""
+  return [s.strip() for s in config.train_splits.split(",") if s.strip()]
 
 
 def from_json(values):

@@ -40,15 +40,19 @@ def warp_images(images, net_from_image, size=NET_SIZE):
       fill_mode="CONSTANT")
 
 
-def frame_batch(images, regions, rescale_size, crop_fraction=None):
+def frame_batch(images, regions, rescale_size, crop_fraction=None, original_rounding=False):
   """The deterministic evaluation / serving frame: rescale, centre crop, warp.
 
+  original_rounding: whole-pixel sizes and crop offsets, as the original's numpy code
+  (`geometry.frame_matrix`); a run trained so (AugmentConfig.original_rounding) is
+  evaluated and served so.
   Returns:
     (images_net [N, 90, 90, C] float32, net_from_image [N, 3, 3]).
   """
   if crop_fraction is None:
     crop_fraction = tf.fill([tf.shape(regions)[0], 2], 0.5)
-  net_from_image = geometry.frame_matrix(regions, crop_fraction, rescale_size)
+  net_from_image = geometry.frame_matrix(regions, crop_fraction, rescale_size,
+                                         original_rounding=original_rounding)
   return warp_images(images, net_from_image), net_from_image
 
 
@@ -87,16 +91,19 @@ def keypoints_px_from_outputs(keypoints_norm, net_from_image, normalisation):
   return keypoints_px_from_net(denormalise(keypoints_norm, normalisation), net_from_image)
 
 
-def predict_keypoints_px(network, images, regions, rescale_size, normalisation):
+def predict_keypoints_px(network, images, regions, rescale_size, normalisation,
+                         original_rounding=False):
   """Evaluation-frame prediction for a batch of canvases.
 
   Args:
     network: Keras model, [N, 90, 90, 1] -> [N, 136].
     images: [N, H, W, 1] uint8 or float canvas; regions: [N, 4] (x0, y0, x1, y1).
+    original_rounding: frame as the original did (see `frame_batch`).
   Returns:
     (keypoints_px [N, 68, 2], keypoints_norm [N, 136], net_from_image [N, 3, 3]).
   """
-  images_net, net_from_image = frame_batch(images, regions, rescale_size)
+  images_net, net_from_image = frame_batch(images, regions, rescale_size,
+                                           original_rounding=original_rounding)
   keypoints_norm = network(images_net, training=False)
   keypoints_px = keypoints_px_from_outputs(keypoints_norm, net_from_image, normalisation)
   return keypoints_px, keypoints_norm, net_from_image

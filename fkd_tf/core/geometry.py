@@ -19,18 +19,26 @@ def _stack_rows(rows):
   return tf.reshape(tf.stack(flat, axis=-1), [-1, 3, 3])
 
 
-def frame_matrix(regions, crop_fraction, rescale_size, crop_size=NET_SIZE):
+def frame_matrix(regions, crop_fraction, rescale_size, crop_size=NET_SIZE,
+                 original_rounding=False):
   """Maps image pixels to the net frame, as the original's Rescale + Crop did.
 
   The region's shorter side is scaled to `rescale_size` (aspect kept), then a
   crop_size x crop_size window is cut from it; `crop_fraction` places the window along
   the slack on each axis (0: left/top, 0.5: centred, 1: right/bottom).
 
+  With original_rounding, the sizes and offsets are the whole pixels the original's
+  numpy code used: Rescale's int() of each rescaled side (so x and y scales differ
+  slightly: 89x103 -> 100x115, not 100x115.73) and a crop at floor(fraction x slack) whole
+  pixels. A fraction uniform in [0, 1) then gives RandomCrop's np.random.randint(0, slack)
+  (0 .. slack - 1), and 0.5 its centre crop, slack // 2.
+
   Args:
     regions: [N, 4] float (x0, y0, x1, y1) in image pixels: the whole image or a face box.
     crop_fraction: [N, 2] float in [0, 1], (along x, along y).
     rescale_size: scalar, the shorter side after rescaling (100 in the original).
     crop_size: the side of the net frame.
+    original_rounding: Python bool, round as the original did (above).
   Returns:
     [N, 3, 3] matrix, net frame <- image pixels.
   """
@@ -38,12 +46,36 @@ def frame_matrix(regions, crop_fraction, rescale_size, crop_size=NET_SIZE):
   crop_fraction = tf.convert_to_tensor(crop_fraction, tf.float32)
   x0, y0, x1, y1 = tf.unstack(regions, axis=-1)
   width, height = x1 - x0, y1 - y0
-  scale = tf.cast(rescale_size, tf.float32) / tf.minimum(width, height)
-  offset_x = (scale * width - crop_size) * crop_fraction[:, 0]
-  offset_y = (scale * height - crop_size) * crop_fraction[:, 1]
-  zeros = tf.zeros_like(scale)
-  return _stack_rows([[scale, zeros, -scale * x0 - offset_x],
-                      [zeros, scale, -scale * y0 - offset_y]])
+  if original_rounding:
+    scale_x, scale_y, offset_x, offset_y = _original_scales_and_offsets(
+        width, height, crop_fraction, rescale_size, crop_size)
+  else:
+    scale_x = scale_y = tf.cast(rescale_size, tf.float32) / tf.minimum(width, height)
+    offset_x = (scale_x * width - crop_size) * crop_fraction[:, 0]
+    offset_y = (scale_y * height - crop_size) * crop_fraction[:, 1]
+  zeros = tf.zeros_like(scale_x)
+  return _stack_rows([[scale_x, zeros, -scale_x * x0 - offset_x],
+                      [zeros, scale_y, -scale_y * y0 - offset_y]])
+
+
+def _original_scales_and_offsets(width, height, crop_fraction, rescale_size, crop_size):
+  """The original's whole-pixel Rescale and crop (see `frame_matrix`), as float32 tensors.
+
+  In float64, because Python's int(100 * h / w) is float64 arithmetic: float32 would turn
+  a side of exactly 115 into 114.99999 and truncate it to 114.
+  """
+  width, height = tf.cast(width, tf.float64), tf.cast(height, tf.float64)
+  size = tf.cast(rescale_size, tf.float64)
+  # Rescale: `if h > w: new_h, new_w = size * h / w, size; else: size, size * w / h`.
+  portrait = height > width
+  new_width = tf.floor(tf.where(portrait, size, size * width / height))
+  new_height = tf.floor(tf.where(portrait, size * height / width, size))
+  fraction = tf.cast(crop_fraction, tf.float64)
+  offset_x = tf.floor((new_width - crop_size) * fraction[:, 0])
+  offset_y = tf.floor((new_height - crop_size) * fraction[:, 1])
+  to_float32 = lambda value: tf.cast(value, tf.float32)
+  return (to_float32(new_width / width), to_float32(new_height / height),
+          to_float32(offset_x), to_float32(offset_y))
 
 
 def similarity_about_centre(scale, angle, shift_x, shift_y, flip, centre=NET_SIZE / 2.0):

@@ -14,25 +14,45 @@ from fkd_tf.core.keypoints import NET_SIZE, NUM_KEYPOINTS
 TORCH_DEFAULT_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 
-def ppbnet(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS):
+def torch_default_bias_init(fan_in):
+  """PyTorch's default Conv/Linear bias: U(+-1/sqrt(fan_in)), fan_in = in x kh x kw.
+
+  A Keras bias initializer sees only the bias' own shape, so fan_in is given here.
+  """
+  bound = fan_in ** -0.5
+  return keras.initializers.RandomUniform(-bound, bound)
+
+
+def ppbnet(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS, bias_init="zeros"):
   """The PyTorch original's network, layer for layer (231,080 parameters at 90x90).
 
   conv3x3/32 SELU -> pool (p1); conv1x1/32 SELU on p1, concatenated with p1 (the
   spatial-fusion branch, 64 channels); conv3x3/64, conv2x2/64, conv3x3/64, each SELU then
   pool; flatten 4x4x64; dense 136 with SELU. All convolutions 'valid'.
+
+  bias_init: "zeros" (Keras' default) or "torch" (PyTorch's default, as the original
+  started); kernels start as PyTorch's either way.
   """
-  conv = lambda filters, size, name: layers.Conv2D(
-      filters, size, padding="valid", activation="selu",
-      kernel_initializer=TORCH_DEFAULT_INIT, name=name)
+  def bias_initializer(fan_in):
+    return torch_default_bias_init(fan_in) if bias_init == "torch" else "zeros"
+
+  def conv(x, filters, size, name):
+    return layers.Conv2D(filters, size, padding="valid", activation="selu",
+                         kernel_initializer=TORCH_DEFAULT_INIT,
+                         bias_initializer=bias_initializer(x.shape[-1] * size * size),
+                         name=name)(x)
+
+  if bias_init not in ("zeros", "torch"):
+    raise ValueError(f"bias_init={bias_init!r}: choose 'zeros' or 'torch'")
   images = keras.Input((input_size, input_size, 1), name="images")
-  p1 = layers.MaxPooling2D(2, name="pool1")(conv(32, 3, "conv1")(images))
-  fused = layers.Concatenate(name="fuse")([conv(32, 1, "conv1x1")(p1), p1])
-  x = layers.MaxPooling2D(2, name="pool2")(conv(64, 3, "conv2")(fused))
-  x = layers.MaxPooling2D(2, name="pool3")(conv(64, 2, "conv3")(x))
-  x = layers.MaxPooling2D(2, name="pool4")(conv(64, 3, "conv4")(x))
+  p1 = layers.MaxPooling2D(2, name="pool1")(conv(images, 32, 3, "conv1"))
+  fused = layers.Concatenate(name="fuse")([conv(p1, 32, 1, "conv1x1"), p1])
+  x = layers.MaxPooling2D(2, name="pool2")(conv(fused, 64, 3, "conv2"))
+  x = layers.MaxPooling2D(2, name="pool3")(conv(x, 64, 2, "conv3"))
+  x = layers.MaxPooling2D(2, name="pool4")(conv(x, 64, 3, "conv4"))
   x = layers.Flatten(name="flatten")(x)
   x = layers.Dense(num_outputs, activation="selu", kernel_initializer=TORCH_DEFAULT_INIT,
-                   name="keypoints")(x)
+                   bias_initializer=bias_initializer(x.shape[-1]), name="keypoints")(x)
   outputs = layers.Activation("linear", dtype="float32", name="keypoints_norm")(x)
   return keras.Model(images, outputs, name="ppbnet")
 

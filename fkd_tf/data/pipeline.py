@@ -37,7 +37,8 @@ def make_dataset(tfrecord_dir, split, batch_size, training, seed=0, with_names=F
 
   Args:
     tfrecord_dir: folder with dataset_info.json and shards from tools.convert_to_tfrecord.
-    split: "train", "val" or "test".
+    split: "train", "val" or "test", or several joined by commas ("train,val": their
+      faces together, shuffled as one set when training).
     batch_size: faces per batch (per input pipeline).
     training: shuffle each epoch (with `seed`).
     with_names: keep "file_name" (a string tensor: leave it out of device steps).
@@ -49,8 +50,9 @@ def make_dataset(tfrecord_dir, split, batch_size, training, seed=0, with_names=F
     image_size [N, 2] int32 (height, width), keypoints_px [N, 68, 2] float32.
   """
   info = records.read_dataset_info(tfrecord_dir)
-  paths = records.shard_paths(tfrecord_dir, split, info)
-  count = info["splits"][split]["count"]
+  splits = split.split(",")
+  paths = [path for name in splits for path in records.shard_paths(tfrecord_dir, name, info)]
+  count = sum(info["splits"][name]["count"] for name in splits)
   if max_examples:
     count = min(count, max_examples)
   dataset = tf.data.TFRecordDataset(paths, num_parallel_reads=tf.data.AUTOTUNE)

@@ -48,14 +48,24 @@ def has_litert(saved_model_dir):
   return bool(stages) and all(stage.get("litert") for stage in stages)
 
 
-def frame_of(region, rescale_size):
-  """(scale, tx, ty): the serving frame net = scale * image + t, as geometry.frame_matrix
-  with a centred crop."""
+def frame_of(region, rescale_size, original_rounding=False):
+  """(scale_x, scale_y, tx, ty): the serving frame net = scale * image + t, as
+  geometry.frame_matrix with a centred crop (and the original's whole-pixel rounding)."""
   x0, y0, x1, y1 = (float(v) for v in region)
   width, height = x1 - x0, y1 - y0
-  scale = float(rescale_size) / min(width, height)
-  return (scale, -scale * x0 - (scale * width - NET_SIZE) * 0.5,
-          -scale * y0 - (scale * height - NET_SIZE) * 0.5)
+  if original_rounding:
+    size = float(rescale_size)
+    new_width = np.floor(size if height > width else size * width / height)
+    new_height = np.floor(size * height / width if height > width else size)
+    scale_x = float(np.float32(new_width / width))
+    scale_y = float(np.float32(new_height / height))
+    offset_x, offset_y = np.floor((new_width - NET_SIZE) * 0.5), np.floor(
+        (new_height - NET_SIZE) * 0.5)
+  else:
+    scale_x = scale_y = float(rescale_size) / min(width, height)
+    offset_x = (scale_x * width - NET_SIZE) * 0.5
+    offset_y = (scale_y * height - NET_SIZE) * 0.5
+  return scale_x, scale_y, -scale_x * x0 - offset_x, -scale_y * y0 - offset_y
 
 
 def _taps(centres_net, scale, shift, length):
@@ -70,15 +80,16 @@ def _taps(centres_net, scale, shift, length):
   return np.clip(index, 0, length - 1), inside, weight
 
 
-def gray_frame(image, region, rescale_size):
+def gray_frame(image, region, rescale_size, original_rounding=False):
   """The 90x90 net frame of one decoded image: [90, 90] float32 in [0, 1] and its frame.
 
   image: [H, W] gray or [H, W, 3|4] RGB(A) uint8 (alpha dropped, as decode_gray does).
   """
   height, width = image.shape[:2]
-  scale, tx, ty = frame_of(region, rescale_size)
-  rows, rows_inside, wy = _taps(_NET_CENTRES, scale, ty, height)
-  cols, cols_inside, wx = _taps(_NET_CENTRES, scale, tx, width)
+  frame = frame_of(region, rescale_size, original_rounding)
+  scale_x, scale_y, tx, ty = frame
+  rows, rows_inside, wy = _taps(_NET_CENTRES, scale_y, ty, height)
+  cols, cols_inside, wx = _taps(_NET_CENTRES, scale_x, tx, width)
   # One gather of the 180 x 180 taps from the flattened image.
   taps = (rows[:, np.newaxis] * width + cols[np.newaxis, :]).reshape(-1)
   channels = 1 if image.ndim == 2 else image.shape[2]
@@ -94,8 +105,8 @@ def gray_frame(image, region, rescale_size):
   gray *= rows_inside[:, np.newaxis] & cols_inside[np.newaxis, :]  # zero fill outside
   n = NET_SIZE
   vertical = gray[:n] * (1.0 - wy)[:, np.newaxis] + gray[n:] * wy[:, np.newaxis]
-  frame = vertical[:, :n] * (1.0 - wx) + vertical[:, n:] * wx
-  return frame.astype(np.float32), (scale, tx, ty)
+  pixels = vertical[:, :n] * (1.0 - wx) + vertical[:, n:] * wx
+  return pixels.astype(np.float32), frame
 
 
 def square_around_points(points, margin):
@@ -136,13 +147,14 @@ class LiteRTCascade:
     return interpreter.get_tensor(output_index).reshape(NUM_KEYPOINTS, 2) * scale + offset
 
   def _run_stage(self, stage, image, region):
-    frame, (scale, tx, ty) = gray_frame(image, region, stage["rescale_size"])
+    frame, (scale_x, scale_y, tx, ty) = gray_frame(
+        image, region, stage["rescale_size"], stage.get("original_rounding", False))
     keypoints_net = self._network(stage, frame)
     if stage["flip_average"]:
       mirrored = self._network(stage, np.ascontiguousarray(frame[:, ::-1]))
       unmirrored = mirrored[MIRROR_PERMUTATION] * [-1.0, 1.0] + [NET_SIZE, 0.0]
       keypoints_net = (keypoints_net + unmirrored) / 2.0
-    return (keypoints_net - [tx, ty]) / scale
+    return (keypoints_net - [tx, ty]) / [scale_x, scale_y]
 
   def keypoints(self, image, box=None):
     """[68, 2] keypoints of one decoded image in its pixels; box (x0, y0, x1, y1) or None.

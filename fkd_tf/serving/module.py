@@ -22,12 +22,15 @@ class Stage:
   region_margin: None for a whole-image stage (framed on the whole image, or on a given
   box when the model has no refining stage); for a refining stage, the side of its square
   over the larger side of a keypoint box: the previous stage's keypoints, or a face box.
+  original_rounding: frame in whole pixels as the original did (`core.geometry`); False
+  for stages made before the option existed.
   """
   network: object
   rescale_size: float
   normalisation: str
   region_margin: Optional[float] = None
   flip_average: bool = False  # also run on the mirrored frame and average
+  original_rounding: bool = False
 
 
 # A face box must be at least this many pixels on a side and at most this many times its
@@ -91,7 +94,8 @@ class KeypointServer(tf.Module):
       return tf.identity(boxes)
 
   def _run_stage(self, stage, canvas, regions):
-    images_net, net_from_image = framing.frame_batch(canvas, regions, stage.rescale_size)
+    images_net, net_from_image = framing.frame_batch(
+        canvas, regions, stage.rescale_size, original_rounding=stage.original_rounding)
     keypoints_net = framing.keypoints_net_of(stage.network, images_net, stage.normalisation,
                                              stage.flip_average)
     return framing.keypoints_px_from_net(keypoints_net, net_from_image)
@@ -163,4 +167,5 @@ class KeypointServer(tf.Module):
 def stage_of(network, config):
   """The served stage of a trained network, framed as its `core.config.TrainConfig` says."""
   margin = config.augment.region_margin if config.augment.region == "keypoints" else None
-  return Stage(network, config.augment.rescale_size, config.normalisation, margin)
+  return Stage(network, config.augment.rescale_size, config.normalisation, margin,
+               original_rounding=config.augment.original_rounding)

@@ -91,7 +91,9 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
       json.dump({"stages": [{"model": stage.network.name, "rescale_size": stage.rescale_size,
                              "normalisation": stage.normalisation,
                              "region_margin": stage.region_margin,
-                             "flip_average": stage.flip_average, "litert": litert_file}
+                             "flip_average": stage.flip_average,
+                             "original_rounding": stage.original_rounding,
+                             "litert": litert_file}
                             for stage, litert_file in zip(stages, litert_files)],
                  "box_passes": box_passes, **(metadata or {})}, f, indent=2, sort_keys=True)
     if warmup_images:

@@ -215,11 +215,14 @@ class BestNetworkCheckpoint(keras.callbacks.Callback):
   loss is not finite, and keeps its best value in best.json, so a resumed run only
   replaces the best checkpoint with a better epoch. It saves the network, not the trainer,
   so `run_folder.load_network` needs nothing of training.
+
+  every_epoch: save every finite epoch (the run keeps its last network, as the original).
   """
 
-  def __init__(self, network, model_dir, monitor="val_nme_io"):
+  def __init__(self, network, model_dir, monitor="val_nme_io", every_epoch=False):
     super().__init__()
     self.network = network
+    self.every_epoch = every_epoch
     self.weights_path = os.path.join(model_dir, run_folder.BEST_WEIGHTS)
     self.record_path = os.path.join(model_dir, BEST_RECORD)
     self.monitor = monitor
@@ -237,7 +240,7 @@ class BestNetworkCheckpoint(keras.callbacks.Callback):
     value = logs.get(self.monitor)
     if value is None or not np.isfinite(float(logs.get("loss", 0.0))):
       return
-    if np.isfinite(float(value)) and float(value) < self.best:
+    if self.every_epoch or (np.isfinite(float(value)) and float(value) < self.best):
       try:
         _room_for(self.network, os.path.dirname(self.weights_path), run_folder.BEST_WEIGHTS)
         with io_utils.atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
@@ -245,8 +248,9 @@ class BestNetworkCheckpoint(keras.callbacks.Callback):
       except OSError as e:
         raise _write_error(e, f"cannot write {self.weights_path} (epoch {epoch + 1})",
                            "; the previous best checkpoint is intact") from e
-      self.best, self.best_epoch = float(value), epoch + 1
-      io_utils.write_json(self.record_path, {"epoch": epoch + 1, self.monitor: self.best})
+      self.best, self.best_epoch = min(self.best, float(value)), epoch + 1
+      # The saved epoch's own value: the best so far, unless every epoch is saved.
+      io_utils.write_json(self.record_path, {"epoch": epoch + 1, self.monitor: float(value)})
 
 
 class ValidationFaces(keras.callbacks.Callback):
@@ -290,7 +294,7 @@ def make_callbacks(config, network, val_batch, nan_guard, chief=True, worker=0):
       LearningRateLogger(),
       nan_guard,
       GuardedBackupAndRestore(os.path.join(config.model_dir, "backup")),
-      BestNetworkCheckpoint(network, config.model_dir),
+      BestNetworkCheckpoint(network, config.model_dir, every_epoch=config.keep == "last"),
       keras.callbacks.CSVLogger(os.path.join(config.model_dir, "training_log.csv"),
                                 append=True),
       keras.callbacks.TensorBoard(log_dir, histogram_freq=1, write_graph=False),

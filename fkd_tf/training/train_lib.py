@@ -52,9 +52,12 @@ def make_optimizer(config, steps_per_epoch):
   if config.lr_schedule == "cosine":
     learning_rate = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01)
+  # config.adam_epsilon is added before Keras' bias correction (after it in PyTorch): see
+  # core.config.TrainConfig.
   if config.weight_decay:
-    return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
-  return keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay,
+                                  epsilon=config.adam_epsilon)
+  return keras.optimizers.Adam(learning_rate, epsilon=config.adam_epsilon)
 
 
 def make_loss(config):
@@ -67,8 +70,14 @@ def config_to_json(config):
   return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def build_network(config):
+  """A freshly initialised network of the run's model ("torch" biases only for ppbnet)."""
+  options = {"bias_init": config.bias_init} if config.bias_init != "zeros" else {}
+  return models.build(config.model, **options)
+
+
 def build_trainer(config, steps_per_epoch):
-  network = models.build(config.model)
+  network = build_network(config)
   trainer = trainer_lib.KeypointTrainer(network, config.augment, config.normalisation,
                                         make_loss(config), seed=config.seed,
                                         nan_at_step=config.debug_nan_at_step,
@@ -80,7 +89,7 @@ def build_trainer(config, steps_per_epoch):
 
 
 def train_and_evaluate(config, flags_text=""):
-  """Trains, keeps the best-on-validation weights, evaluates and exports.
+  """Trains, keeps the best-on-validation (or the last) weights, evaluates and exports.
 
   Nothing is written into config.model_dir before it is known to be this run's: the
   folder's lock is taken (a second training on it is refused) and an existing config.json
@@ -125,13 +134,17 @@ def _train(config, info, chief):
   policy = set_precision(config.mixed_precision)
   logging.info("precision policy %s", policy)
 
-  train_count = info["splits"]["train"]["count"]
+  train_splits = config_lib.train_splits_of(config)
+  train_count = sum(info["splits"][split]["count"] for split in train_splits)
   if config.max_train_examples:
     train_count = min(train_count, config.max_train_examples)
+  if "val" in train_splits:
+    logging.warning("training on %s (%d faces): val is trained on, so its curves and its "
+                    "final figures are not held out", "+".join(train_splits), train_count)
   steps_per_epoch = -(-train_count // config.batch_size)
-  train_ds = pipeline.make_dataset(config.tfrecord_dir, "train", config.batch_size,
-                                         training=True, seed=config.seed,
-                                         max_examples=config.max_train_examples)
+  train_ds = pipeline.make_dataset(config.tfrecord_dir, ",".join(train_splits),
+                                   config.batch_size, training=True, seed=config.seed,
+                                   max_examples=config.max_train_examples)
   val_ds = pipeline.make_dataset(config.tfrecord_dir, "val", config.batch_size,
                                        training=False)
   val_batch = next(iter(pipeline.make_dataset(config.tfrecord_dir, "val", 8,
@@ -166,7 +179,8 @@ def distributed_train_dataset(config, context):
   """One worker's share of the training data: its own records, per-replica batches,
   repeated (every worker runs the same number of steps, as collectives require)."""
   return pipeline.make_dataset(
-      config.tfrecord_dir, "train", context.get_per_replica_batch_size(config.batch_size),
+      config.tfrecord_dir, ",".join(config_lib.train_splits_of(config)),
+      context.get_per_replica_batch_size(config.batch_size),
       training=True, seed=config.seed, drop_remainder=True,
       num_input_pipelines=context.num_input_pipelines,
       input_pipeline_id=context.input_pipeline_id,
@@ -180,15 +194,18 @@ def finish(config, network):
   "oracle box"); with --coarse_model_dir the exported cascade is evaluated end to end.
   """
   predict = evaluation.network_predictor(network, config.augment, config.normalisation)
-  results = {}
+  train_splits = config_lib.train_splits_of(config)
+  results = {"trained_on": train_splits, "keep": config.keep}
   splits = ["val", "test"] if config.evaluate_test else ["val"]
   oracle = config.augment.region == "keypoints"
   for split in splits:
     summary = evaluation.evaluate_split(
         predict, config.tfrecord_dir, split, os.path.join(config.model_dir, f"eval_{split}"),
         label=config.model + (" (oracle box)" if oracle else ""),
-        extra={"framing": "oracle box" if oracle else "whole image"})
-    print(evaluation.format_summary(summary))
+        extra={"framing": "oracle box" if oracle else "whole image",
+               "held_out": split not in train_splits})
+    print(evaluation.format_summary(summary) +
+          ("" if summary["held_out"] else "  (trained on: not held out)"))
     results[split] = summary
   stages = [stage_of(network, config)]
   if config.coarse_model_dir:

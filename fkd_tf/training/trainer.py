@@ -88,7 +88,7 @@ class KeypointTrainer(keras.Model):
                                   self.augment_config)
     keypoints_px, keypoints_norm, net_from_image = framing.predict_keypoints_px(
         self.network, batch["image"], regions, self.augment_config.rescale_size,
-        self.normalisation)
+        self.normalisation, self.augment_config.original_rounding)
     target = framing.normalise(
         geometry.transform_points(net_from_image, batch["keypoints_px"]), self.normalisation)
     loss = self.loss_fn(target, tf.cast(keypoints_norm, tf.float32))
