@@ -47,12 +47,14 @@ def _images():
 
 @pytest.mark.parametrize("region", [(0.0, 0.0, 120.0, 150.0), (10.5, 20.25, 80.0, 90.0),
                                     (-30.0, -10.0, 60.0, 200.0), (100.0, 120.0, 400.0, 300.0)])
-def test_numpy_frame_equals_the_graph_frame(region):
+@pytest.mark.parametrize("original_rounding", [False, True])
+def test_numpy_frame_equals_the_graph_frame(region, original_rounding):
   for image in _images()[::2] + [_images()[3], _images()[4]]:
     encoded = fakes.encode(image, "PNG")
     gray = decode_gray(tf.constant(encoded))[tf.newaxis]
-    expected, _ = framing.frame_batch(gray, tf.constant([region], tf.float32), 90.0)
-    frame, _ = litert.gray_frame(image, region, 90.0)
+    expected, _ = framing.frame_batch(gray, tf.constant([region], tf.float32), 100.0,
+                                      original_rounding=original_rounding)
+    frame, _ = litert.gray_frame(image, region, 100.0, original_rounding)
     assert frame.shape == (90, 90)
     np.testing.assert_allclose(frame, expected.numpy()[0, :, :, 0], atol=2e-3)
 
