@@ -5,11 +5,10 @@
 line is `fkd_tf.evaluate`.
 """
 
-import csv
-import io
 import os
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from fkd_tf import io_utils, visualize
@@ -36,7 +35,8 @@ def network_predictor(network, augment_config, normalisation):
   def predict(images, image_size, keypoints_px):
     regions = augment.regions_for(image_size, keypoints_px, augment_config)
     predicted, _, _ = framing.predict_keypoints_px(
-        network, images, regions, augment_config.rescale_size, normalisation)
+        network, images, regions, augment_config.rescale_size, normalisation,
+        original_rounding=augment_config.original_rounding)
     return predicted
 
   return lambda batch: predict(batch["image"], batch["image_size"],
@@ -66,7 +66,6 @@ def summarise(pred_px, true_px, image_size):
   true = tf.constant(true_px, tf.float32)
   nme_io = metrics.nme(pred, true).numpy()
   point_errors = metrics.point_errors(pred, true).numpy()
-  inter_ocular = metrics.inter_ocular(true).numpy()
   return {
       "count": int(len(nme_io)),
       "nme_io": float(nme_io.mean()),
@@ -75,16 +74,33 @@ def summarise(pred_px, true_px, image_size):
       "auc_10": metrics.auc(nme_io),
       "mean_error_px": float(point_errors.mean()),
       "smoothl1_original_units": original_units_loss(pred_px, true_px, image_size),
-      "nme_io_by_region": {
-          name: float((point_errors[:, list(idx)].mean(axis=1) / inter_ocular).mean())
-          for name, idx in REGIONS.items()},
+      "nme_io_by_region": region_table(pred_px, true_px)["nme_io"].to_dict(),
   }
+
+
+def region_table(pred_px, true_px):
+  """Error by face part, one row per region of `REGIONS` (jaw, brows, nose, eyes, mouth).
+
+  Columns: nme_io (the region's mean point error / inter-ocular distance, averaged over
+  faces), mean_error_px, points. Index: region.
+  """
+  point_errors = metrics.point_errors(pred_px, true_px).numpy()
+  inter_ocular = metrics.inter_ocular(tf.constant(true_px, tf.float32)).numpy()
+  rows = []
+  for name, idx in REGIONS.items():
+    region_px = point_errors[:, list(idx)].mean(axis=1)
+    rows.append({"region": name, "nme_io": float((region_px / inter_ocular).mean()),
+                 "mean_error_px": float(region_px.mean()), "points": len(idx)})
+  return pd.DataFrame(rows).set_index("region")
 
 
 def collect(dataset, predict_fn):
   """Runs predict_fn over a dataset with names; returns stacked numpy arrays."""
   names, preds, truths, sizes = [], [], [], []
-  progress = io_utils.progress_bar(None, "batch")
+  # make_dataset asserts its cardinality from dataset_info's counts, so the bar has a
+  # total ("3/13"), not "3/Unknown"; a dataset of unknown length still gets a bar.
+  batches = int(dataset.cardinality())
+  progress = io_utils.progress_bar(batches if batches >= 0 else None, "batch")
   for batch in dataset:
     preds.append(predict_fn(batch))
     truths.append(batch["keypoints_px"].numpy())
@@ -95,32 +111,42 @@ def collect(dataset, predict_fn):
           "true_px": np.concatenate(truths), "image_size": np.concatenate(sizes)}
 
 
-def per_image_rows(results):
-  """One dict per face: file name, NME_io, NME_box, mean pixel error."""
+def per_image_table(results):
+  """One row per face: file_name, nme_io, nme_box, mean_error_px (a DataFrame)."""
   pred = tf.constant(results["pred_px"])
   true = tf.constant(results["true_px"])
-  nme_io = metrics.nme(pred, true).numpy()
-  nme_box = metrics.nme(pred, true, "box").numpy()
-  mean_px = metrics.point_errors(pred, true).numpy().mean(axis=1)
-  return [{"file_name": n, "nme_io": float(a), "nme_box": float(b), "mean_error_px": float(c)}
-          for n, a, b, c in zip(results["file_name"], nme_io, nme_box, mean_px)]
+  return pd.DataFrame({
+      "file_name": list(results["file_name"]),
+      "nme_io": metrics.nme(pred, true).numpy().astype(np.float64),
+      "nme_box": metrics.nme(pred, true, "box").numpy().astype(np.float64),
+      "mean_error_px": metrics.point_errors(pred, true).numpy().mean(axis=1)
+                       .astype(np.float64),
+  })
+
+
+def per_image_rows(results):
+  """`per_image_table` as a list of dicts, one per face."""
+  return per_image_table(results).to_dict("records")
+
+
+def write_table(table, path, index=False):
+  """A DataFrame as CSV, written atomically."""
+  io_utils.write_text(path, table.to_csv(index=index))
 
 
 def write_report(output_dir, split, results, label="model", extra=None):
-  """Writes metrics JSON, per-image CSV and the cumulative error curve PNG.
+  """Writes metrics JSON, per-image and per-region CSVs and the cumulative error curve PNG.
 
   Returns:
     The metrics dict (also in <output_dir>/metrics_<split>.json).
   """
   summary = summarise(results["pred_px"], results["true_px"], results["image_size"])
   summary.update({"split": split, **(extra or {})})
-  rows = per_image_rows(results)
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-  io_utils.write_text(os.path.join(output_dir, f"per_image_{split}.csv"), buffer.getvalue())
-  curve = visualize.cumulative_error_plot({label: [r["nme_io"] for r in rows]})
+  per_image = per_image_table(results)
+  write_table(per_image, os.path.join(output_dir, f"per_image_{split}.csv"))
+  write_table(region_table(results["pred_px"], results["true_px"]),
+              os.path.join(output_dir, f"per_region_{split}.csv"), index=True)
+  curve = visualize.cumulative_error_plot({label: per_image["nme_io"].to_numpy()})
   io_utils.save_png(curve, os.path.join(output_dir, f"ced_{split}.png"))
   io_utils.write_json(os.path.join(output_dir, f"metrics_{split}.json"), summary)
   return summary

@@ -169,11 +169,10 @@ def inspect_run(kernels, layer_name, rescale_size, predict_fn, tfrecord_dir, out
                                    batch["image_size"].numpy()):
       if name.decode() in {r["file_name"] for r in chosen}:
         images[name.decode()] = picture[:size[0], :size[1]]
-  drawn = [visualize.draw_keypoints(images[r["file_name"]], [
-      (results["true_px"][index[r["file_name"]]], visualize.TRUE_COLOUR),
-      (results["pred_px"][index[r["file_name"]]], visualize.PRED_COLOUR)], upscale=2)
-           for r in chosen]
-  worst_png = visualize.tile(drawn, columns=4)
+  order = [index[r["file_name"]] for r in chosen]
+  worst_png = visualize.face_panel([images[r["file_name"]] for r in chosen],
+                                   results["true_px"][order], results["pred_px"][order],
+                                   columns=4, captions=[r["file_name"] for r in chosen])
   io_utils.save_png(worst_png, os.path.join(output_dir, "worst_faces.png"))
   regions_summary = evaluation.summarise(results["pred_px"], results["true_px"],
                                        results["image_size"])["nme_io_by_region"]

@@ -5,35 +5,158 @@ callers save as PNG or hand to TensorBoard via `to_summary_array`.
 """
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from fkd_tf.core import metrics
 
 TRUE_COLOUR = (40, 220, 40)
 PRED_COLOUR = (255, 60, 200)
 
+# The iBUG 68-point face drawn as polylines: (first, last point, closed). A face drawn
+# as lines shows at a glance which part a prediction gets wrong; 68 loose dots do not.
+OUTLINES = (
+    (0, 16, False),                   # jaw
+    (17, 21, False), (22, 26, False),  # brows
+    (27, 30, False), (31, 35, False),  # nose bridge, nostrils
+    (36, 41, True), (42, 47, True),    # eyes
+    (48, 59, True), (60, 67, True),    # outer and inner lips
+)
 
-def draw_keypoints(image, keypoint_sets, upscale=3, radius=2):
-  """Overlays point sets on a gray or RGB image.
+# A face tile shows this multiple of the joint keypoint box of truth and prediction:
+# enough forehead and chin for context, small enough that the points stay large.
+TILE_MARGIN = 1.4
+TILE_SIZE = 192
 
-  Args:
-    image: [H, W] or [H, W, 1|3] array, uint8 or float in [0, 1].
-    keypoint_sets: list of ([68, 2] points in the image's pixels, (r, g, b)).
-    upscale: the picture is enlarged so that points on small faces stay visible.
-  """
+
+def _as_rgb_picture(image):
+  """[H, W] or [H, W, 1|3|4] array (uint8, or float in [0, 1]) -> RGB PIL image."""
   image = np.asarray(image)
   if image.dtype != np.uint8:
     image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
-  picture = Image.fromarray(image).convert("RGB")
+  return Image.fromarray(image).convert("RGB")
+
+
+def _draw_face(draw, points, colour, radius, line_width):
+  """Outline polylines, then a dot on each point, of one [68, 2] set in picture pixels."""
+  points = [tuple(p) for p in np.asarray(points, np.float64)]
+  if line_width and len(points) == 68:
+    for first, last, closed in OUTLINES:
+      line = points[first:last + 1] + (points[first:first + 1] if closed else [])
+      draw.line(line, fill=colour, width=line_width, joint="curve")
+  for x, y in points:
+    draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+
+
+def _font(size):
+  try:
+    return ImageFont.load_default(size=size)
+  except (TypeError, ImportError, OSError):  # Pillow without FreeType: the bitmap font
+    return ImageFont.load_default()
+
+
+def draw_keypoints(image, keypoint_sets, upscale=3, radius=2, line_width=0):
+  """Overlays point sets on a whole gray or RGB image.
+
+  Args:
+    image: [H, W] or [H, W, 1|3] array, uint8 or float in [0, 1].
+    keypoint_sets: list of ([68, 2] points in the image's pixels, (r, g, b)).
+    upscale: the picture is enlarged so that points on small faces stay visible.
+    line_width: when positive, the face's outline (`OUTLINES`) is drawn too.
+  """
+  picture = _as_rgb_picture(image)
   picture = picture.resize((picture.width * upscale, picture.height * upscale),
                            Image.NEAREST)
   draw = ImageDraw.Draw(picture)
   for points, colour in keypoint_sets:
-    for x, y in np.asarray(points, np.float64) * upscale:
-      draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+    _draw_face(draw, np.asarray(points, np.float64) * upscale, colour, radius, line_width)
   return picture
+
+
+def crop_box(keypoint_sets, margin=TILE_MARGIN):
+  """The square (x0, y0, x1, y1), image pixels, `margin` times the sets' joint box."""
+  points = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in keypoint_sets])
+  points = points[np.all(np.isfinite(points), axis=1)]
+  low, high = points.min(axis=0), points.max(axis=0)
+  centre = (low + high) / 2.0
+  half = max(margin * float(np.max(high - low)) / 2.0, 1.0)
+  return (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
+
+
+def face_tile(image, keypoint_sets, label=None, size=TILE_SIZE, margin=TILE_MARGIN,
+              caption=None):
+  """One face cropped around its keypoints and drawn large, with outlines and a label.
+
+  Args:
+    image: the whole image, [H, W] or [H, W, 1|3] (uint8, or float in [0, 1]).
+    keypoint_sets: list of ([68, 2] points in the image's pixels, (r, g, b)), drawn in
+      order (put the truth first, so the prediction is on top).
+    label: text in the top-left corner (e.g. "NME_io 4.2%").
+    caption: text along the bottom (e.g. the file name), cut to the tile's width.
+    size: the tile's side in pixels; every face fills it whatever its size in the image.
+  Returns:
+    A size x size RGB PIL image; outside the image is black.
+  """
+  x0, y0, x1, y1 = crop_box([points for points, _ in keypoint_sets], margin)
+  scale = size / (x1 - x0)
+  # EXTENT maps the box's edges onto the tile's edges (pixel centres at +0.5 on both
+  # sides), so a point moves by (p - corner) * scale in the continuous convention.
+  tile_picture = _as_rgb_picture(image).transform(
+      (size, size), Image.EXTENT, (x0, y0, x1, y1), Image.BILINEAR, fillcolor=(0, 0, 0))
+  draw = ImageDraw.Draw(tile_picture)
+  radius = max(1.5, size / 96)
+  line_width = max(1, int(round(size / 128)))
+  for points, colour in keypoint_sets:
+    _draw_face(draw, (np.asarray(points, np.float64) - (x0, y0)) * scale, colour, radius,
+               line_width)
+  font = _font(max(10, size // 14))
+  if label:
+    _boxed_text(draw, (4, 3), label, font, "la")
+  if caption:
+    while len(caption) > 4 and draw.textlength(caption, font=font) > size - 8:
+      caption = caption[:-4] + "..."  # keeps the start, where a file name differs
+    _boxed_text(draw, (4, size - 3), caption, font, "ld")
+  return tile_picture
+
+
+def _boxed_text(draw, xy, text, font, anchor):
+  """White text on a black box, readable over any face."""
+  left, top, right, bottom = draw.textbbox(xy, text, font=font, anchor=anchor)
+  draw.rectangle([left - 3, top - 2, right + 3, bottom + 2], fill=(0, 0, 0))
+  draw.text(xy, text, fill=(255, 255, 255), font=font, anchor=anchor)
+
+
+def face_panel(images, true_px, pred_px, columns=4, size=TILE_SIZE, captions=None):
+  """A grid of face tiles, truth (green) under prediction (magenta), each with its NME_io.
+
+  Args:
+    images: list of whole images ([H, W] or [H, W, 1|3] arrays, no padding).
+    true_px, pred_px: [N, 68, 2] keypoints in each image's pixels.
+    captions: optional list of N strings along each tile's bottom (e.g. file names).
+  Returns:
+    A PIL image: a legend strip over the grid.
+  """
+  true_px = np.asarray(true_px, np.float32)
+  pred_px = np.asarray(pred_px, np.float32)
+  nmes = metrics.nme(pred_px, true_px).numpy()
+  tiles = []
+  for i, (image, truth, guess) in enumerate(zip(images, true_px, pred_px)):
+    tiles.append(face_tile(image, [(truth, TRUE_COLOUR), (guess, PRED_COLOUR)],
+                           f"NME_io {100 * nmes[i]:.1f}%", size,
+                           caption=captions[i] if captions is not None else None))
+  grid = tile(tiles, columns=columns)
+  font = _font(max(10, size // 14))
+  strip_height = max(16, size // 9)
+  panel = Image.new("RGB", (grid.width, grid.height + strip_height), (0, 0, 0))
+  panel.paste(grid, (0, strip_height))
+  draw = ImageDraw.Draw(panel)
+  x = 6
+  for text, colour in (("truth", TRUE_COLOUR), ("prediction", PRED_COLOUR)):
+    draw.rectangle([x, strip_height // 2 - 3, x + 14, strip_height // 2 + 3], fill=colour)
+    draw.text((x + 20, strip_height // 2), text, fill=(255, 255, 255), font=font, anchor="lm")
+    x += 30 + int(draw.textlength(text, font=font))
+  return panel
 
 
 def tile(pictures, columns=4, background=(0, 0, 0)):

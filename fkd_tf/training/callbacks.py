@@ -266,14 +266,9 @@ class ValidationFaces(keras.callbacks.Callback):
 
   def panel(self):
     pred = self.predict(self.batch)
-    pictures = []
-    for image, size, true, guess in zip(self.batch["image"].numpy(),
-                                        self.batch["image_size"].numpy(),
-                                        self.batch["keypoints_px"].numpy(), pred):
-      face = image[:size[0], :size[1]]
-      pictures.append(visualize.draw_keypoints(face, [(true, visualize.TRUE_COLOUR),
-                                                      (guess, visualize.PRED_COLOUR)], 2))
-    return visualize.tile(pictures, columns=4)
+    faces = [image[:size[0], :size[1]] for image, size in
+             zip(self.batch["image"].numpy(), self.batch["image_size"].numpy())]
+    return visualize.face_panel(faces, self.batch["keypoints_px"].numpy(), pred, columns=4)
 
   def on_epoch_end(self, epoch, logs=None):
     with self.writer.as_default():
