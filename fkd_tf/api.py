@@ -29,9 +29,9 @@ MIN_BOX_SIDE = 4.0
 MAX_BOX_OVER_IMAGE = 8.0
 
 
-def _encode_array(array, index):
-  """A numpy image as PNG bytes (lossless), so the served graph decodes it as it would a file."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top  (only arrays need Pillow)
+def _checked_array(array, index):
+  """uint8 (H, W), (H, W, 3) or (H, W, 4) pixels, or a ValueError naming images[index]."""
+  array = np.asarray(array)
   if array.dtype != np.uint8:
     raise ValueError(f"images[{index}]: expected uint8 pixels, got {array.dtype}")
   if array.ndim == 3 and array.shape[-1] == 1:
@@ -39,6 +39,13 @@ def _encode_array(array, index):
   if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
     raise ValueError(f"images[{index}]: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
                      f"got shape {array.shape}")
+  return array
+
+
+def _encode_array(array, index):
+  """A numpy image as PNG bytes (lossless), so the served graph decodes it as it would a file."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top  (only arrays need Pillow)
+  array = _checked_array(array, index)
   buffer = io.BytesIO()
   Image.fromarray(array).save(buffer, format="PNG", compress_level=0)
   return buffer.getvalue()
@@ -76,15 +83,7 @@ def _decoded(image, index):
     if picture.mode not in ("L", "RGB", "RGBA"):
       picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
     return np.asarray(picture)
-  array = np.asarray(image)
-  if array.dtype != np.uint8:
-    raise ValueError(f"images[{index}]: expected uint8 pixels, got {array.dtype}")
-  if array.ndim == 3 and array.shape[-1] == 1:
-    array = array[..., 0]
-  if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-    raise ValueError(f"images[{index}]: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-                     f"got shape {array.shape}")
-  return array
+  return _checked_array(image, index)
 
 
 def _check_box(box, index, image_shape):

@@ -8,7 +8,6 @@ worst_faces.csv and region_errors.png; the same pictures go to TensorBoard under
 
 import csv
 import io
-import json
 import os
 
 import numpy as np

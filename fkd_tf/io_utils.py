@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -65,3 +66,27 @@ def progress_bar(total, unit_name):
   import keras  # pylint: disable=g-import-not-at-top  (keeps this module light)
   return keras.utils.Progbar(total, unit_name=unit_name,
                              interval=0.1 if sys.stdout.isatty() else 15.0)
+
+
+def replace_path(new_path, path):
+  """Puts the complete file or folder new_path at path; an old one there goes only after
+  the new one is in place, so a reader finds the old or the new, never neither."""
+  old = None
+  if os.path.lexists(path):
+    old = f"{new_path}.old"
+    os.rename(path, old)
+  os.rename(new_path, path)
+  if old:
+    if os.path.isdir(old) and not os.path.islink(old):
+      shutil.rmtree(old)
+    else:
+      os.remove(old)
+
+
+def sha256_of(path):
+  """Hex sha256 of a file, read in 1 MiB chunks."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()

@@ -1,6 +1,5 @@
 """The Python API: `fkd_tf.load(path).predict(images, boxes=None)`."""
 
-import io
 
 import numpy as np
 from PIL import Image

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fkd_tf import io_utils
 from fkd_tf.data import records
 from fkd_tf.core.keypoints import person_id
 from tools import convert_to_tfrecord as convert
@@ -67,7 +68,7 @@ def test_dataset_info_counts_shards_and_hashes(tfrecord_dir):
   assert len(info["splits"]["train"]["shards"]) == 3  # 24 faces, 10 per shard
   for split in info["splits"].values():
     for shard in split["shards"]:
-      assert convert.sha256_of(os.path.join(tfrecord_dir, shard["file"])) == shard["sha256"]
+      assert io_utils.sha256_of(os.path.join(tfrecord_dir, shard["file"])) == shard["sha256"]
   assert np.array(info["mean_shape_in_box"]).shape == (68, 2)
 
 
@@ -205,7 +206,7 @@ def test_name_without_a_frame_number_names_the_line(raw_dir, tmp_path):
 
 def _fingerprint_of(folder):
   return sorted((os.path.relpath(os.path.join(root, n), folder),
-                 convert.sha256_of(os.path.join(root, n)))
+                 io_utils.sha256_of(os.path.join(root, n)))
                 for root, _, files in os.walk(folder) for n in files)
 
 

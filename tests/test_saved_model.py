@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fkd_tf.core import augment, framing, models
+from fkd_tf.core import framing, models
 from fkd_tf.serving import saved_model
 from fkd_tf.serving.module import Stage
 import fakes

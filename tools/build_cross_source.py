@@ -199,22 +199,8 @@ def _fingerprint(sources_dir):
     for name in sorted(files):
       path = os.path.join(folder, name)
       digest.update(os.path.relpath(path, sources_dir).encode())
-      digest.update(convert_to_tfrecord.sha256_of(path).encode())
+      digest.update(io_utils.sha256_of(path).encode())
   return digest.hexdigest()
-
-
-def _replace(new_path, path):
-  """Puts new_path at path; an old one goes only after the new one is in place."""
-  old = None
-  if os.path.exists(path):
-    old = f"{new_path}.old"
-    os.rename(path, old)
-  os.rename(new_path, path)
-  if old:
-    if os.path.isdir(old):
-      shutil.rmtree(old)
-    else:
-      os.remove(old)
 
 
 def build(sources_dir, output_dir):
@@ -265,7 +251,7 @@ def build(sources_dir, output_dir):
     }
     io_utils.write_json(os.path.join(partial, "tfrecords", records.DATASET_INFO), info)
     for name in ("images", CSV_NAME, "tfrecords"):
-      _replace(os.path.join(partial, name), os.path.join(output_dir, name))
+      io_utils.replace_path(os.path.join(partial, name), os.path.join(output_dir, name))
   finally:
     shutil.rmtree(partial, ignore_errors=True)
   return info

@@ -44,14 +44,6 @@ class ConversionError(ValueError):
   """A bad input; the message names the CSV line and file."""
 
 
-def sha256_of(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def _read_cells(csv_path):
   """A keypoint CSV's cells as strings: DataFrame row i is line i + 1 of the file.
 
@@ -238,7 +230,7 @@ def write_split(examples, folder, split, examples_per_shard, progress):
         writer.write(example.SerializeToString())
         progress.add(1)
     shards.append({"file": name, "count": len(chunk),
-                   "sha256": sha256_of(os.path.join(folder, name))})
+                   "sha256": io_utils.sha256_of(os.path.join(folder, name))})
   return {"count": len(examples), "shards": shards}
 
 
@@ -265,7 +257,7 @@ def convert(data_dir, output_dir, val_fraction=0.1, split_seed=0, examples_per_s
     for line, name, kps in read_rows(csv_path):
       where = f"{csv_path} line {line} ({name})"
       faces[split].append((line, name, kps, image_path_inside(image_dir, name, where), where))
-    source[csv_name] = sha256_of(csv_path)
+    source[csv_name] = io_utils.sha256_of(csv_path)
   fingerprint = hashlib.sha256(json.dumps(
       [source, val_fraction, split_seed], sort_keys=True).encode()).hexdigest()
   _check_output_dir(output_dir, fingerprint, overwrite)
@@ -312,7 +304,7 @@ def convert(data_dir, output_dir, val_fraction=0.1, split_seed=0, examples_per_s
         "mean_shape_in_box": np.round(mean_shape(train_keypoints).astype(np.float64), 5).tolist(),
     }
     io_utils.write_json(os.path.join(partial, records.DATASET_INFO), info)
-    _swap_in(partial, output_dir)
+    io_utils.replace_path(partial, output_dir)
   finally:
     if os.path.exists(partial):
       shutil.rmtree(partial)
@@ -370,15 +362,6 @@ def _check_output_dir(output_dir, fingerprint, overwrite):
         "pass --overwrite to replace them")
 
 
-def _swap_in(partial, output_dir):
-  """Replaces output_dir with the complete partial folder; the old one goes last."""
-  old = None
-  if os.path.exists(output_dir):
-    old = f"{partial}.old"
-    os.rename(output_dir, old)
-  os.rename(partial, output_dir)
-  if old:
-    shutil.rmtree(old)
 
 
 FLAGS = flags.FLAGS

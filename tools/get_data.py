@@ -8,7 +8,6 @@ test images), every image must be a readable picture, and the result appears und
 --output_dir only when complete.
 """
 
-import hashlib
 import os
 import shutil
 import sys
@@ -17,6 +16,8 @@ import zipfile
 
 from absl import app, flags
 from PIL import Image
+
+from fkd_tf import io_utils
 
 OFFICIAL_URL = ("https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/"
                 "5aea1b91_train-test-data/train-test-data.zip")
@@ -133,19 +134,11 @@ def download(url, cache_dir, sha256=None):
     # get_file's only ValueError here is a hash mismatch; it leaves the file, whose
     # actual hash tells the user what arrived.
     target = os.path.join(cache_dir, "download", "train-test-data.zip")
-    actual = _sha256_of(target) if os.path.isfile(target) else "unknown"
+    actual = io_utils.sha256_of(target) if os.path.isfile(target) else "unknown"
     raise DataError(f"{url}: the download's sha256 is {actual}, expected {sha256} "
                     "(--sha256); the file changed or arrived damaged") from None
   except Exception as e:  # get_file raises a bare Exception when the fetch fails
     raise DataError(f"cannot download {url}: {e}") from None
-
-
-def _sha256_of(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def extract_zip(archive, folder, max_unzipped_bytes=MAX_UNZIPPED_BYTES,

@@ -16,7 +16,6 @@ kernels, conv3's inputs ordered cat((pooled, branch)), FC1's inputs the NCHW fla
 """
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import sys
@@ -189,11 +188,6 @@ def flags_text(config):
                  for name, value in sorted(values.items()))
 
 
-def sha256_of(path):
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
-
-
 def write_run_folder(folder, config, arrays, dataset_info, provenance):
   """Writes config.json, dataset_info.json, flags.txt, best.weights.h5 and provenance.
 
@@ -232,7 +226,7 @@ def import_weights(npz_path, model_dir, tfrecord_dir, flagfile=BASE_FLAGS, overw
   arrays = read_original_weights(npz_path)
   config = config_from_flagfile(flagfile, model_dir, tfrecord_dir)
   dataset_info = records.read_dataset_info(tfrecord_dir)
-  provenance = {"npz": os.path.abspath(npz_path), "npz_sha256": sha256_of(npz_path),
+  provenance = {"npz": os.path.abspath(npz_path), "npz_sha256": io_utils.sha256_of(npz_path),
                 "flagfile": os.path.relpath(flagfile, REPO)}
   with np.load(npz_path) as npz:
     if "epoch" in npz.files:
@@ -245,14 +239,7 @@ def import_weights(npz_path, model_dir, tfrecord_dir, flagfile=BASE_FLAGS, overw
   os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the run from other users
   try:
     network = write_run_folder(tmp, config, arrays, dataset_info, provenance)
-    if os.path.lexists(final):
-      # A directory cannot be renamed onto a non-empty one: move the old one aside first.
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(final)}.", suffix=".old", dir=parent)
-      os.rename(final, os.path.join(old, "run"))
-      os.rename(tmp, final)
-      shutil.rmtree(old)
-    else:
-      os.rename(tmp, final)
+    io_utils.replace_path(tmp, final)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp)

@@ -12,7 +12,6 @@ import os
 
 from absl import logging
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fkd_tf import evaluation, io_utils, run_folder
