@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_module
-from fkd_tf import api, predict
+from fkd_tf import api, prediction
 from fkd_tf.core import models
 from fkd_tf.serving import saved_model as saved_model_lib
 from fkd_tf.serving import versions
@@ -112,14 +112,14 @@ def test_batches_across_files_give_the_single_file_answers(saved_model, tmp_path
     path.write_bytes(fakes.encode(fakes.draw_face(160, 170, box)[0]))
     paths.append(str(path))
   table_path = str(tmp_path / "all.jsonl")
-  options = predict.Options(batch_size=2)
+  options = prediction.Options(batch_size=2)
   with pytest.raises(KeyboardInterrupt):  # an interrupted run leaves no table behind
-    with predict.Table(table_path) as table:
-      next(predict.predict_images(model, paths, ["x"] * 3, options, table))
+    with prediction.Table(table_path) as table:
+      next(prediction.predict_images(model, paths, ["x"] * 3, options, table))
       raise KeyboardInterrupt
   assert sorted(os.listdir(tmp_path)) == [f"face_{i}.png" for i in range(3)]  # no temp left
-  with predict.Table(table_path) as table:
-    results = list(predict.predict_images(model, paths, predict.output_names(paths), options,
+  with prediction.Table(table_path) as table:
+    results = list(prediction.predict_images(model, paths, prediction.output_names(paths), options,
                                           table))
   for path, record in results:
     alone = model.predict(path)[0]
@@ -133,22 +133,22 @@ def test_pts_beside_the_image_in_ibug_pixels_and_never_over_annotations(saved_mo
   model = api.load(saved_model)
   path = tmp_path / "face.png"
   path.write_bytes(fakes.encode(fakes.draw_face(120, 130, (10, 15, 110, 125))[0]))
-  options = predict.Options(write_pts=True)
-  (_, record), = predict.predict_images(model, [str(path)], ["face.png"], options)
+  options = prediction.Options(write_pts=True)
+  (_, record), = prediction.predict_images(model, [str(path)], ["face.png"], options)
   lines = open(tmp_path / "face.pts").read().splitlines()
   assert lines[:3] == ["version: 1", "n_points: 68", "{"] and lines[-1] == "}"
   points = np.array([l.split() for l in lines[3:-1]], float)
   np.testing.assert_allclose(points, np.array(record["faces"][0]["keypoints"]) + 0.5,
                              atol=0.006)
-  (_, error), = predict.predict_images(model, [str(path)], ["face.png"], options)
-  assert isinstance(error, predict.InputError) and "face.pts: already exists" in str(error)
+  (_, error), = prediction.predict_images(model, [str(path)], ["face.png"], options)
+  assert isinstance(error, prediction.InputError) and "face.pts: already exists" in str(error)
   options.overwrite_pts = True
-  (_, again), = predict.predict_images(model, [str(path)], ["face.png"], options)
+  (_, again), = prediction.predict_images(model, [str(path)], ["face.png"], options)
   assert again["faces"][0]["keypoints"] == record["faces"][0]["keypoints"]
   from PIL import Image  # pylint: disable=g-import-not-at-top
   Image.open(path).save(tmp_path / "face.gif")  # a second file with the stem "face"
   twins = [str(tmp_path / "face.png"), str(tmp_path / "face.gif")]
-  list(predict.predict_images(model, twins, ["face.png", "face.gif"], options))
+  list(prediction.predict_images(model, twins, ["face.png", "face.gif"], options))
   assert (tmp_path / "face.png.pts").exists() and (tmp_path / "face.gif.pts").exists()
 
 
@@ -165,8 +165,8 @@ def test_a_video_gives_a_row_per_frame_and_an_annotated_video(saved_model, real_
   for shift in range(5):  # the face slides right by 4 px a frame
     writer.write(np.roll(face, 4 * shift, axis=1)[..., ::-1].copy())
   writer.release()
-  options = predict.Options(output_dir=str(tmp_path / "out"), batch_size=2)
-  records = predict.predict_video(api.load(saved_model), video, "clip.mp4", options)
+  options = prediction.Options(output_dir=str(tmp_path / "out"), batch_size=2)
+  records = prediction.predict_video(api.load(saved_model), video, "clip.mp4", options)
   assert [r["frame"] for r in records] == [0, 1, 2, 3, 4]
   assert all(len(r["faces"]) == 1 for r in records)
   rows = list(csv.DictReader(open(tmp_path / "out" / "clip.mp4.csv")))
@@ -176,9 +176,9 @@ def test_a_video_gives_a_row_per_frame_and_an_annotated_video(saved_model, real_
   while annotated.read()[0]:
     frames += 1
   assert frames == 5
-  with pytest.raises(predict.InputError, match="not-a-video.mp4: OpenCV cannot open it"):
+  with pytest.raises(prediction.InputError, match="not-a-video.mp4: OpenCV cannot open it"):
     (tmp_path / "not-a-video.mp4").write_bytes(b"nothing")
-    predict.predict_video(api.load(saved_model), str(tmp_path / "not-a-video.mp4"), "x",
+    prediction.predict_video(api.load(saved_model), str(tmp_path / "not-a-video.mp4"), "x",
                           options)
 
 
@@ -190,7 +190,7 @@ def test_predict_on_a_real_test_image_is_near_the_truth(real_dir, tmp_path):
   name, values = line.split(",", 1)
   truth = np.array([float(v) for v in values.split(",")]).reshape(68, 2)
   predictor = api.load(shipped)
-  record = predict.predict_file(predictor, os.path.join(real_dir, "test", name), str(tmp_path))
+  record = prediction.predict_file(predictor, os.path.join(real_dir, "test", name), str(tmp_path))
   guess = np.array(record["faces"][0]["keypoints"])
   inter_ocular = np.linalg.norm(truth[36] - truth[45])
   assert np.linalg.norm(guess - truth, axis=1).mean() / inter_ocular < 0.5
@@ -249,7 +249,7 @@ def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_p
   photo.save(tmp_path / "photo.png")
   Image.new("RGB", (300, 200), (128, 128, 128)).save(tmp_path / "blank.png")
   predictor = api.load(saved_model)
-  record = predict.predict_file(predictor, str(tmp_path / "photo.png"), str(tmp_path / "out"),
+  record = prediction.predict_file(predictor, str(tmp_path / "photo.png"), str(tmp_path / "out"),
                                 detect_faces=True)
   assert record["faces"], "no face found in a photo with a clear face"
   truth_centre = np.array([200 + face.width / 2, 120 + face.height / 2])
@@ -257,7 +257,7 @@ def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_p
   assert min(np.linalg.norm(c - truth_centre) for c in centres) < face.width / 2
   for found in record["faces"]:
     assert np.array(found["keypoints"]).shape == (68, 2)
-  blank = predict.predict_file(predictor, str(tmp_path / "blank.png"), str(tmp_path / "out"),
+  blank = prediction.predict_file(predictor, str(tmp_path / "blank.png"), str(tmp_path / "out"),
                                detect_faces=True)
   assert blank["faces"] == []
   assert (tmp_path / "out" / "photo.png.png").exists()
