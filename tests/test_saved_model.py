@@ -99,7 +99,10 @@ def test_versions_are_numbered_and_complete(exported):
   meta = json.load(open(os.path.join(second, "assets.extra", "fkd_tf.json")))
   assert meta["stages"] == [{"model": "ppbnet", "rescale_size": 100.0,
                              "normalisation": "original", "region_margin": None,
-                             "flip_average": False}]
+                             "flip_average": False, "original_rounding": False,
+                             "litert": "network_0.tflite"}]
+  assert meta["box_passes"] is None
+  assert os.path.isfile(os.path.join(second, "assets.extra", "network_0.tflite"))
 
 
 def test_warmup_file_parses_and_replays(exported, tmp_path):
@@ -124,10 +127,10 @@ def test_empty_batch_bad_box_and_huge_image(exported):
   empty = model.signatures["serving_default"](image_bytes=tf.constant([], tf.string))
   assert empty["keypoints"].shape == (0, 68, 2)
   face = fakes.encode(_faces(1, seed=3)[0])
-  with pytest.raises(tf.errors.InvalidArgumentError, match="lies outside its image"):
+  with pytest.raises(tf.errors.InvalidArgumentError, match="outside its image"):
     model.signatures["with_boxes"](image_bytes=tf.constant([face]),
                                    boxes=tf.constant([[5000.0, 5000.0, 5100.0, 5100.0]]))
-  with pytest.raises(tf.errors.InvalidArgumentError, match="is empty or lies outside"):
+  with pytest.raises(tf.errors.InvalidArgumentError, match="under 4 px on a side"):
     model.signatures["with_boxes"](image_bytes=tf.constant([face]),
                                    boxes=tf.constant([[50.0, 50.0, 40.0, 80.0]]))
   huge = fakes.encode(np.zeros((8000, 8000), np.uint8))  # a small file, 64 Mpixel decoded
