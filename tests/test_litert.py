@@ -27,8 +27,10 @@ def _face_network(name, seed):
 
 @pytest.fixture(scope="module")
 def cascade_export(tmp_path_factory):
+  # Tiny networks keep the suite fast; the shipped architecture's conversion has its own
+  # test below.
   coarse = _face_network("tiny", 0)
-  refine = _face_network("mobilenet_050", 1)
+  refine = _face_network("tiny", 1)
   stages = [Stage(coarse, 90.0, "centered"), Stage(refine, 90.0, "centered", 1.25),
             Stage(refine, 90.0, "centered", 1.25, flip_average=True)]
   return saved_model.export(stages, str(tmp_path_factory.mktemp("cascade")))
@@ -146,3 +148,15 @@ def test_box_passes_limits_the_refinements_a_box_runs(tmp_path):
     # Whole images still run every stage.
     np.testing.assert_allclose(model.predict(encoded),
                                fkd_tf.load(full, backend=backend).predict(encoded), atol=0.05)
+
+
+def test_the_shipped_architecture_runs_alike_on_litert(tmp_path):
+  network = _face_network("mobilenet_050", 2)
+  path = saved_model.export([Stage(network, 90.0, "centered")], str(tmp_path / "m"),
+                            box_passes=None)
+  frames = np.random.default_rng(0).uniform(size=(3, 90, 90, 1)).astype(np.float32)
+  cascade = litert.LiteRTCascade(path)
+  stage = cascade.stages[0]
+  expected = network(frames, training=False).numpy().reshape(3, 68, 2) * 45.0 + 45.0
+  for frame, keypoints in zip(frames, expected):
+    np.testing.assert_allclose(cascade._network(stage, frame[:, :, 0]), keypoints, atol=2e-3)
