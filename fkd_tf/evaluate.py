@@ -10,6 +10,7 @@ ced_<split>.png (default: beside the export, in eval_<split>/).
 import os
 
 from absl import app, flags, logging
+import numpy as np
 
 from fkd_tf import api, common_flags, evaluation
 from fkd_tf.serving import versions
@@ -24,6 +25,10 @@ def define_flags():
   flags.DEFINE_string("output_dir", None, "Where reports go (default: <saved_model>/../"
                       "eval_<split>).")
   flags.DEFINE_integer("batch_size", 64, "Faces per call.", lower_bound=1)
+  flags.DEFINE_enum("boxes", "none", ["none", "true_keypoints"],
+                    "'none': whole images in; 'true_keypoints': each face's true keypoint "
+                    "box in as its face box (the with-box path, one refining pass for the "
+                    "shipped model).")
   flags.DEFINE_enum("backend", "saved_model", ["saved_model", "litert"],
                     "Evaluate the SavedModel's serving graph, or the Python API's one-face "
                     "path on the export's LiteRT files (the same keypoints within 0.05 px).")
@@ -32,14 +37,20 @@ def define_flags():
 def main(argv):
   del argv
   saved_model = versions.resolve_saved_model(FLAGS.saved_model)
-  suffix = "_litert" if FLAGS.backend == "litert" else ""
+  suffix = ("_litert" if FLAGS.backend == "litert" else "") + (
+      "_true_boxes" if FLAGS.boxes != "none" else "")
   output_dir = FLAGS.output_dir or os.path.join(
       os.path.dirname(os.path.abspath(saved_model)), os.pardir,
       f"eval_{FLAGS.split}{suffix}")
   logging.info("evaluating %s on %s", saved_model, FLAGS.split)
-  if FLAGS.backend == "litert":
-    model = api.load(saved_model, backend="litert")
-    predict_fn = lambda batch: model.predict(list(batch["image_bytes"].numpy()))
+  if FLAGS.backend == "litert" or FLAGS.boxes != "none":
+    model = api.load(saved_model, backend=FLAGS.backend)
+    def predict_fn(batch):
+      boxes = None
+      if FLAGS.boxes == "true_keypoints":
+        truth = batch["keypoints_px"].numpy()
+        boxes = np.concatenate([truth.min(axis=1), truth.max(axis=1)], axis=-1)
+      return model.predict(list(batch["image_bytes"].numpy()), boxes=boxes)
   else:
     predict_fn = evaluation.saved_model_predictor(saved_model)
   summary = evaluation.evaluate_split(

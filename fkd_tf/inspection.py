@@ -40,9 +40,9 @@ def saved_model_first_conv(saved_model):
   candidates = []
   for name, shape in reader.get_variable_to_shape_map().items():
     parts = name.split("/")
-    if (len(shape) == 4 and shape[2] == 1 and name.startswith("networks/0/")
-        and "_operations" in parts):
-      candidates.append((int(parts[parts.index("_operations") + 1]), name))
+    # The first network's weights, in its layers' order: network_weights/0/<index>/...
+    if len(shape) == 4 and shape[2] == 1 and name.startswith("network_weights/0/"):
+      candidates.append((int(parts[2]), name))
   if not candidates:
     raise ValueError(f"{saved_model} holds no convolution on a gray input")
   _, name = min(candidates)

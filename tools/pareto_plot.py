@@ -37,7 +37,7 @@ def plot(rows, dlib_ms=None, size=(760, 520)):
   times = [r["ms_per_face"] for r in rows] + ([dlib_ms] if dlib_ms else [])
   low_t, high_t = math.log10(min(times) / 1.5), math.log10(max(times) * 1.5)
   nmes = [100 * r["val_nme_io"] for r in rows] + [100 * MEDIAPIPE_VAL_NME]
-  low_e, high_e = 0.0, max(nmes) * 1.1
+  low_e, high_e = max(0.0, math.floor(min(nmes)) - 1.0), math.ceil(max(nmes)) + 1.0
   to_x = lambda ms: left + (width - left - right) * (math.log10(ms) - low_t) / (high_t - low_t)
   to_y = lambda nme: height - bottom - (height - top - bottom) * (nme - low_e) / (high_e - low_e)
   for exponent in range(math.floor(low_t), math.ceil(high_t) + 1):
@@ -63,11 +63,20 @@ def plot(rows, dlib_ms=None, size=(760, 520)):
   front = pareto_front(rows)
   draw.line([(to_x(r["ms_per_face"]), to_y(100 * r["val_nme_io"])) for r in front],
             fill=(30, 100, 220), width=2)
+  placed = []
   for row in rows:
     x, y = to_x(row["ms_per_face"]), to_y(100 * row["val_nme_io"])
     colour = (30, 100, 220) if row in front else (120, 120, 120)
     draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour)
-    draw.text((x + 8, y - 6), row["name"], fill=colour)
+    # Labels go left of dots near the right edge, and step down past labels already there.
+    text_width = draw.textlength(row["name"])
+    text_x = x - 8 - text_width if x + 8 + text_width > width - right else x + 8
+    text_y = y - 6
+    while any(abs(text_y - other_y) < 13 and abs(text_x - other_x) < 200
+              for other_x, other_y in placed):
+      text_y += 13
+    placed.append((text_x, text_y))
+    draw.text((text_x, text_y), row["name"], fill=colour)
   return picture
 
 

@@ -39,6 +39,15 @@ MIN_BOX_SIDE = 4.0
 MAX_BOX_OVER_IMAGE = 8.0
 
 
+def _forward_function(network):
+  """network(images, training=False) as a tf.function of a fixed signature."""
+  @tf.function(input_signature=[tf.TensorSpec([None, NET_SIZE, NET_SIZE, 1], tf.float32)])
+  def forward(images):
+    return network(images, training=False)
+
+  return lambda images, training=False: forward(images)
+
+
 class KeypointServer(tf.Module):
   """The exported module: one network, or a coarse-to-fine cascade, with its framing.
 
@@ -53,7 +62,13 @@ class KeypointServer(tf.Module):
     self.stages = list(stages)
     self.box_passes = box_passes
     # Tracked for saving; a network that refines twice is saved once.
-    self.networks = list({id(stage.network): stage.network for stage in self.stages}.values())
+    networks = list({id(stage.network): stage.network for stage in self.stages}.values())
+    # One traced function per network, called from every signature and stage: the saved
+    # graph then holds each network once, not once per signature, stage and flip. Only
+    # the networks' weights are tracked (a network that refines twice is saved once), not
+    # the Keras objects, whose own per-layer functions would double the export's size.
+    self.network_weights = [list(network.weights) for network in networks]
+    self._forwards = {id(network): _forward_function(network) for network in networks}
 
   @staticmethod
   def _decode_canvas(image_bytes):
@@ -96,7 +111,8 @@ class KeypointServer(tf.Module):
   def _run_stage(self, stage, canvas, regions):
     images_net, net_from_image = framing.frame_batch(
         canvas, regions, stage.rescale_size, original_rounding=stage.original_rounding)
-    keypoints_net = framing.keypoints_net_of(stage.network, images_net, stage.normalisation,
+    keypoints_net = framing.keypoints_net_of(self._forwards[id(stage.network)], images_net,
+                                             stage.normalisation,
                                              stage.flip_average)
     return framing.keypoints_px_from_net(keypoints_net, net_from_image)
 
