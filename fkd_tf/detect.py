@@ -59,6 +59,19 @@ def crop_regions(boxes, detector):
   return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
 
 
+def keypoint_boxes_of_regions(regions):
+  """Crop regions [K, 4] framed like a training image -> the keypoint boxes they imply.
+
+  The inverse of the framing above: a model takes a face box as the face's keypoint box
+  (`fkd_tf.api`), so a region shaped like a training image (a whole face crop, or
+  `crop_regions` of a detection) is handed over as the keypoint box inside it.
+  """
+  regions = np.asarray(regions, np.float64).reshape(-1, 4)
+  size = (regions[:, 2:] - regions[:, :2]) / IMAGE_PER_KEYPOINT_BOX
+  centre = (regions[:, :2] + regions[:, 2:]) / 2 + size * (0.0, KEYPOINT_BOX_BELOW_CENTRE)
+  return np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
+
+
 def detect_faces(rgb, detector=DEFAULT_DETECTOR, min_score=None):
   """Faces in one image.
 

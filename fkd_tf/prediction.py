@@ -156,9 +156,15 @@ def find_faces(rgb, detector):
   return detect.crop_regions(boxes, detector), boxes, scores
 
 
-def predict_faces(model, images, regions, batch_size):
-  """Keypoints [K, 68, 2] of K faces: images[i] (bytes or array) framed by regions[i]."""
-  keypoints = [model.predict(images[i:i + batch_size], boxes=regions[i:i + batch_size])
+def predict_faces(model, images, regions, batch_size, detected=False):
+  """Keypoints [K, 68, 2] of K faces: images[i] (bytes or array) framed by regions[i].
+
+  Whole images go in with an all-zero box (every stage of the model runs); a detection's
+  crop region goes in as the keypoint box it implies, which the model takes as its box.
+  """
+  boxes = (detect.keypoint_boxes_of_regions(regions) if detected
+           else np.zeros((len(images), 4), np.float32))
+  keypoints = [model.predict(images[i:i + batch_size], boxes=boxes[i:i + batch_size])
                for i in range(0, len(images), batch_size)]
   return np.concatenate(keypoints) if keypoints else np.zeros((0, 68, 2), np.float32)
 
@@ -291,13 +297,14 @@ def predict_images(model, paths, names, options, table=None, on_done=None):
       except InputError as e:
         yield path, e
     try:
-      keypoints = _predict_chunk(model, chunk, options.batch_size)
+      keypoints = _predict_chunk(model, chunk, options.batch_size, options.detector)
     except tf.errors.InvalidArgumentError:
       keypoints = None
     for i, (path, name, image_bytes, rgb, regions, boxes, scores) in enumerate(chunk):
       try:
         points = (keypoints[i] if keypoints is not None
-                  else _predict_chunk(model, [chunk[i]], options.batch_size)[0])
+                  else _predict_chunk(model, [chunk[i]], options.batch_size,
+                                      options.detector)[0])
       except tf.errors.InvalidArgumentError as e:
         yield path, InputError(f"{path}: the model could not read it ({e.message.strip()})")
         continue
@@ -315,14 +322,15 @@ def predict_images(model, paths, names, options, table=None, on_done=None):
       yield path, record
 
 
-def _predict_chunk(model, chunk, batch_size):
+def _predict_chunk(model, chunk, batch_size, detector=None):
   """Per file of the chunk, its faces' keypoints, from one run over all their faces."""
   images, regions, counts = [], [], []
   for _, _, image_bytes, _, file_regions, _, _ in chunk:
     images.extend([image_bytes] * len(file_regions))
     regions.extend(file_regions)
     counts.append(len(file_regions))
-  keypoints = predict_faces(model, images, np.reshape(regions, (-1, 4)), batch_size)
+  keypoints = predict_faces(model, images, np.reshape(regions, (-1, 4)), batch_size,
+                            detected=detector is not None)
   return np.split(keypoints, np.cumsum(counts)[:-1])
 
 
@@ -360,7 +368,8 @@ def predict_video(model, path, name, options, table=None):
       counts = [len(regions) for regions, _, _ in found]
       images = [rgb for rgb, count in zip(frames, counts) for _ in range(count)]
       regions = np.concatenate([r for r, _, _ in found]).reshape(-1, 4)
-      keypoints = np.split(predict_faces(model, images, regions, options.batch_size),
+      keypoints = np.split(predict_faces(model, images, regions, options.batch_size,
+                                         detected=options.detector is not None),
                            np.cumsum(counts)[:-1])
       for rgb, (frame_regions, boxes, scores), points in zip(frames, found, keypoints):
         record = {"file": path, "frame": len(records), "width": rgb.shape[1],

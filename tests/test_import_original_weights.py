@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from conftest import REPO
 import fakes
-from fkd_tf import run_folder
+from fkd_tf import io_utils, run_folder
 from fkd_tf.core import framing, geometry, models
 from fkd_tf.data import decode
 from fkd_tf.serving import saved_model, versions
@@ -227,7 +227,7 @@ def test_run_folder_is_a_base_flags_run(imported_run, tfrecord_dir):
     assert json.load(f) == json.load(g)
   with open(os.path.join(model_dir, importer.PROVENANCE)) as f:
     provenance = json.load(f)
-  assert provenance["npz_sha256"] == importer.sha256_of(npz)
+  assert provenance["npz_sha256"] == io_utils.sha256_of(npz)
   assert provenance["original_epoch"] == 50
 
 
