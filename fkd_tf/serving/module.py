@@ -150,10 +150,15 @@ class KeypointServer(tf.Module):
       keypoints_px = self._run_stage(self.stages[first_refining], canvas, regions)
       for index, stage in enumerate(self.stages[first_refining + 1:], start=2):
         regions = geometry.square_around_points(keypoints_px, stage.region_margin)
-        refined = self._run_stage(stage, canvas, regions)
+        refine = lambda s=stage, r=regions: self._run_stage(s, canvas, r)
         if self.box_passes is not None and index > self.box_passes:
-          refined = tf.where(has_box[:, tf.newaxis, tf.newaxis], keypoints_px, refined)
-        keypoints_px = refined
+          # Boxed faces stop here; the pass runs only when some image came without a box.
+          previous = keypoints_px
+          keypoints_px = tf.cond(
+              tf.reduce_all(has_box), lambda p=previous: p,
+              lambda p=previous, f=refine: tf.where(has_box[:, tf.newaxis, tf.newaxis], p, f()))
+        else:
+          keypoints_px = refine()
       return keypoints_px
 
     # An empty request gets an empty answer (convolutions reject a batch of zero on CPU).
