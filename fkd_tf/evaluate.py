@@ -12,7 +12,7 @@ import os
 from absl import app, flags, logging
 import numpy as np
 
-from fkd_tf import api, common_flags, evaluation
+from fkd_tf import api, common_flags, evaluation, io_utils
 from fkd_tf.serving import versions
 
 FLAGS = flags.FLAGS
@@ -39,9 +39,12 @@ def main(argv):
   saved_model = versions.resolve_saved_model(FLAGS.saved_model)
   suffix = ("_litert" if FLAGS.backend == "litert" else "") + (
       "_true_boxes" if FLAGS.boxes != "none" else "")
+  # Beside the export folder: <run>/export/<version> reports into <run>/eval_<split>.
+  # (abspath and normpath would mangle gs://... and ram://..., which need neither.)
+  version = (saved_model.rstrip("/") if io_utils.is_remote(saved_model)
+             else os.path.abspath(saved_model))
   output_dir = FLAGS.output_dir or os.path.join(
-      os.path.dirname(os.path.abspath(saved_model)), os.pardir,
-      f"eval_{FLAGS.split}{suffix}")
+      os.path.dirname(os.path.dirname(version)), f"eval_{FLAGS.split}{suffix}")
   logging.info("evaluating %s on %s", saved_model, FLAGS.split)
   if FLAGS.backend == "litert" or FLAGS.boxes != "none":
     model = api.load(saved_model, backend=FLAGS.backend)
@@ -55,10 +58,10 @@ def main(argv):
     predict_fn = evaluation.saved_model_predictor(saved_model)
   summary = evaluation.evaluate_split(
       predict_fn, FLAGS.tfrecord_dir, FLAGS.split,
-      os.path.normpath(output_dir), FLAGS.batch_size, with_bytes=True,
+      output_dir, FLAGS.batch_size, with_bytes=True,
       label=FLAGS.backend, extra={"saved_model": saved_model, "backend": FLAGS.backend})
   print(evaluation.format_summary(summary))
-  print(f"report: {os.path.normpath(output_dir)}")
+  print(f"report: {output_dir}")
 
 
 def run():

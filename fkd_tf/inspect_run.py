@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags
 
-from fkd_tf import common_flags, evaluation, inspection, run_folder
+from fkd_tf import common_flags, evaluation, inspection, io_utils, run_folder
 from fkd_tf.serving import versions
 
 FLAGS = flags.FLAGS
@@ -49,8 +49,8 @@ def main(argv):
   else:
     saved_model = versions.resolve_saved_model(FLAGS.saved_model)
     kernels, layer_name = inspection.saved_model_first_conv(saved_model)
-    with open(os.path.join(saved_model, "assets.extra", "fkd_tf.json")) as f:
-      first_stage = json.load(f)["stages"][0]
+    first_stage = json.loads(io_utils.read_bytes(
+        os.path.join(saved_model, "assets.extra", "fkd_tf.json")))["stages"][0]
     output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(saved_model), "inspect")
     args = dict(rescale_size=first_stage["rescale_size"],
                 predict_fn=evaluation.saved_model_predictor(saved_model),

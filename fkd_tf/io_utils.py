@@ -1,13 +1,56 @@
-"""Writes that never leave a partial file under its final name."""
+"""Writes that never leave a partial file under its final name, on a local disk or on any
+file system TensorFlow serves (gs://, s3://, hdfs://, ram://).
+
+Run folders and exports may live on a cluster's object store: every writer that needs a
+local file (h5py, PIL, open()) writes one here, and `atomic_path` moves it into place with
+tf.io.gfile when the destination is remote.
+"""
 
 import contextlib
 import errno
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import sys
 import tempfile
+
+
+def is_remote(path):
+  """True for a URL-style path (gs://bucket/run, ram://run), which os and open() cannot
+  reach and tf.io.gfile can."""
+  return "://" in os.fspath(path)
+
+
+def gfile():
+  """tf.io.gfile, imported on first use (keeps this module light for local-only tools)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
+def isfile(path):
+  """os.path.isfile for local and remote paths alike."""
+  if not is_remote(path):
+    return os.path.isfile(path)
+  return gfile().exists(path) and not gfile().isdir(path)
+
+
+def read_bytes(path):
+  """A whole file's bytes, from a local or a remote path."""
+  if is_remote(path):
+    with gfile().GFile(path, "rb") as f:
+      return f.read()
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def makedirs(folder):
+  """os.makedirs(exist_ok=True) for local and remote folders alike."""
+  if is_remote(folder):
+    gfile().makedirs(folder)
+  else:
+    os.makedirs(folder, exist_ok=True)
 
 
 @contextlib.contextmanager
@@ -16,7 +59,14 @@ def atomic_path(path, suffix=".tmp"):
 
   suffix: the temporary name's ending, for writers that insist on one (Keras weights
   files must end in .weights.h5).
+
+  A remote `path` gets a local temporary file; when it is complete it is copied beside
+  `path` under a hidden name and renamed onto it, so readers never see part of it.
   """
+  if is_remote(path):
+    with _remote_atomic_path(path, suffix) as tmp:
+      yield tmp
+    return
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=folder)
@@ -32,13 +82,33 @@ def atomic_path(path, suffix=".tmp"):
       os.remove(tmp)
 
 
+@contextlib.contextmanager
+def _remote_atomic_path(path, suffix):
+  fd, tmp = tempfile.mkstemp(prefix="fkd_tf.", suffix=suffix)
+  os.close(fd)
+  folder, name = posixpath.split(path)
+  staged = posixpath.join(folder, f".{name}.{os.getpid()}{suffix}")
+  try:
+    yield tmp
+    gfile().makedirs(folder)
+    gfile().copy(tmp, staged, overwrite=True)
+    gfile().rename(staged, path, overwrite=True)
+  finally:
+    os.remove(tmp)
+    if gfile().exists(staged):
+      gfile().remove(staged)
+
+
 def check_free_space(folder, needed_bytes, what):
   """Raises OSError(ENOSPC) naming `what` and `folder` when the disk holding `folder` has
   fewer than `needed_bytes` free.
 
   Failing before a large write costs one statfs call and says plainly what is missing,
   where running out halfway would fail deep inside the writer (h5py names no folder).
+  Object stores have no free space to ask for: a remote folder always passes.
   """
+  if is_remote(folder):
+    return
   free_bytes = shutil.disk_usage(folder).free
   if free_bytes < needed_bytes:
     raise OSError(errno.ENOSPC, f"no room for {what} in {folder}: it needs about "

@@ -8,6 +8,9 @@ needs only the core and the data pipeline, so none of them pulls training along.
 import json
 import os
 
+import tensorflow as tf
+
+from fkd_tf import io_utils
 from fkd_tf.core import config as config_lib
 from fkd_tf.core import models
 from fkd_tf.data import pipeline
@@ -24,10 +27,10 @@ class RunFolderError(ValueError):
 def read_config(model_dir):
   """The TrainConfig a run was trained with."""
   path = os.path.join(model_dir, CONFIG)
-  if not os.path.isfile(path):
+  if not io_utils.isfile(path):
     raise RunFolderError(f"{model_dir} is not a run folder: it has no {CONFIG}")
   try:
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
       return config_lib.from_json(json.load(f))
   except (ValueError, KeyError, TypeError) as e:
     raise RunFolderError(f"{path} is not a readable training config: {e}") from None
@@ -37,7 +40,7 @@ def load_network(model_dir):
   """The best-on-validation network of a finished run, and its TrainConfig."""
   config = read_config(model_dir)
   path = os.path.join(model_dir, BEST_WEIGHTS)
-  if not os.path.isfile(path):
+  if not io_utils.isfile(path):
     raise RunFolderError(f"{model_dir} has no {BEST_WEIGHTS}: the run has not finished an "
                          "epoch")
   network = models.build(config.model)

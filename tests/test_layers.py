@@ -31,10 +31,12 @@ def imports_of(source, modules):
     if isinstance(node, ast.Import):
       found.update(alias.name for alias in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module:
-      found.add(node.module)
-      # `from fkd_tf.core import models` imports the module fkd_tf.core.models.
-      found.update(f"{node.module}.{alias.name}" for alias in node.names
-                   if f"{node.module}.{alias.name}" in modules)
+      # `from fkd_tf.core import models` imports the module fkd_tf.core.models; the package
+      # itself counts only for names that are not modules (`from fkd_tf import load`).
+      submodules = {f"{node.module}.{alias.name}" for alias in node.names} & set(modules)
+      found.update(submodules)
+      if len(submodules) < len(node.names):
+        found.add(node.module)
   return found
 
 

@@ -105,6 +105,28 @@ def test_versions_are_numbered_and_complete(exported):
   assert os.path.isfile(os.path.join(second, "assets.extra", "network_0.tflite"))
 
 
+def test_versions_on_a_remote_base_and_an_upload_that_stopped_early():
+  from fkd_tf.serving import versions  # pylint: disable=g-import-not-at-top
+  network = models.build("tiny")
+  base = f"ram://export_{os.getpid()}"
+  first = saved_model.export([Stage(network, 90.0, "centered")], base, litert=False)
+  second = saved_model.export([Stage(network, 90.0, "centered")], base, litert=False)
+  assert (first, second) == (f"{base}/1", f"{base}/2") and versions.versions(base) == [1, 2]
+  # (The empty assets/ folder has no file to upload; a SavedModel loads without it.)
+  assert {"assets.extra", "fingerprint.pb", "saved_model.pb", "variables"} <= set(
+      tf.io.gfile.listdir(second))
+  # Version 3's upload stopped before its saved_model.pb: loaders take version 2, and the
+  # next export does not reuse the number.
+  tf.io.gfile.makedirs(f"{base}/3/variables")
+  assert versions.resolve_saved_model(base) == second
+  images = tf.zeros([1, 90, 90, 1])
+  served = versions.load_saved_model(base).signatures["preprocessed"](images=images)
+  np.testing.assert_allclose(served["keypoints_norm"].numpy().reshape(1, -1),
+                             network(images).numpy(), atol=1e-5)
+  assert saved_model.export([Stage(network, 90.0, "centered")], base,
+                            litert=False) == f"{base}/4"
+
+
 def test_warmup_file_parses_and_replays(exported, tmp_path):
   network, base, _ = exported
   images = [fakes.encode(face, "PNG", "RGBA") for face in _faces(2, seed=9)]

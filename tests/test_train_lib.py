@@ -174,3 +174,43 @@ def test_training_on_train_and_val_keeps_the_last_epoch(tfrecord_dir, tmp_path):
   assert kept["epoch"] == 2
   assert abs(kept["val_nme_io"] - float(last_row["val_nme_io"])) < 1e-6
   assert abs(results["val"]["nme_io"] - kept["val_nme_io"]) < 1e-4
+
+
+def _copy_tree_to(local_folder, remote_folder):
+  for name in os.listdir(local_folder):
+    tf.io.gfile.makedirs(remote_folder)
+    tf.io.gfile.copy(os.path.join(local_folder, name), f"{remote_folder}/{name}")
+
+
+def test_a_run_on_a_remote_file_system_stops_resumes_exports_and_loads(tfrecord_dir, capsys):
+  # ram:// is TensorFlow's in-memory file system: what works there goes through
+  # tf.io.gfile and works on gs:// too, where os and open() cannot reach.
+  from fkd_tf import api  # pylint: disable=g-import-not-at-top
+  root = f"ram://run_{os.getpid()}_{id(capsys)}"
+  remote_records, model_dir = f"{root}/tfrecords", f"{root}/run"
+  _copy_tree_to(tfrecord_dir, remote_records)
+  # A NaN at step 7 (epoch 3) stops the run; the backup of epoch 2 stays on ram://.
+  with pytest.raises(FloatingPointError, match="resumes from epoch 3"):
+    train_lib.train_and_evaluate(_config(remote_records, model_dir, debug_nan_at_step=7))
+  with tf.io.gfile.GFile(f"{model_dir}/backup/training_metadata.json") as f:
+    assert json.load(f)["epoch"] == 2
+  assert not tf.io.gfile.exists(f"{model_dir}/.lock")
+  capsys.readouterr()
+  results = train_lib.train_and_evaluate(_config(remote_records, model_dir))
+  out = capsys.readouterr().out
+  assert "Epoch 3/3" in out and "Epoch 1/3" not in out  # resumed from the ram:// backup
+  for name in ("config.json", "dataset_info.json", "best.json",
+               "best.weights.h5", "training_log.csv", "results.json", "val_faces.png",
+               "eval_val/metrics_val.json", "eval_test/per_image_test.csv", "logs/hparams"):
+    assert tf.io.gfile.exists(f"{model_dir}/{name}"), name
+  assert results["export"] == f"{model_dir}/export/1"
+  assert [name for name in tf.io.gfile.listdir(model_dir) if name.startswith(".")] == []
+  # The run folder and the export load back from ram://, on both API backends.
+  network, config = run_folder.load_network(model_dir)
+  assert config.model == "tiny" and network.count_params() > 0
+  with tf.io.gfile.GFile(f"{model_dir}/val_faces.png", "rb") as f:
+    picture = f.read()
+  keypoints = {backend: api.load(results["export"], backend=backend).predict(picture)
+               for backend in ("saved_model", "litert")}
+  assert keypoints["saved_model"].shape == (1, 68, 2)
+  np.testing.assert_allclose(keypoints["litert"], keypoints["saved_model"], atol=0.05)

@@ -60,16 +60,17 @@ def read_dataset_info(tfrecord_dir):
     DatasetError naming the folder or file at fault.
   """
   info_path = os.path.join(tfrecord_dir, DATASET_INFO)
-  if not os.path.isdir(tfrecord_dir):
+  # tf.io.gfile: a cluster's converted data may sit on gs:// as its run folders do.
+  if not tf.io.gfile.isdir(tfrecord_dir):
     raise DatasetError(f"TFRecord folder {tfrecord_dir!r} does not exist; "
                        "run `python -m tools.convert_to_tfrecord` first")
-  if not os.path.isfile(info_path):
+  if not tf.io.gfile.exists(info_path):
     raise DatasetError(f"{info_path!r} is missing: {tfrecord_dir!r} holds no converted "
                        "data set (run `python -m tools.convert_to_tfrecord`)")
   try:
-    with open(info_path) as f:
+    with tf.io.gfile.GFile(info_path) as f:
       info = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
+  except (OSError, tf.errors.OpError, json.JSONDecodeError) as e:
     raise DatasetError(f"cannot read {info_path!r}: {e}") from e
   version = info.get("format_version")
   if version != FORMAT_VERSION:
@@ -78,7 +79,7 @@ def read_dataset_info(tfrecord_dir):
   for split, split_info in info.get("splits", {}).items():
     for shard in split_info["shards"]:
       path = os.path.join(tfrecord_dir, shard["file"])
-      if not os.path.isfile(path):
+      if not tf.io.gfile.exists(path):
         raise DatasetError(f"shard {path!r} of split {split!r} listed in {info_path!r} "
                            "is missing")
   return info

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from fkd_tf import io_utils
 from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NET_SIZE, NORMALISATIONS, NUM_KEYPOINTS
 
 METADATA_FILE = "fkd_tf.json"
@@ -41,10 +42,9 @@ def _interpreter_class():
 def has_litert(saved_model_dir):
   """Whether an export carries LiteRT files for every stage."""
   path = os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)
-  if not os.path.isfile(path):
+  if not io_utils.isfile(path):
     return False
-  with open(path) as f:
-    stages = json.load(f).get("stages", [])
+  stages = json.loads(io_utils.read_bytes(path)).get("stages", [])
   return bool(stages) and all(stage.get("litert") for stage in stages)
 
 
@@ -121,8 +121,8 @@ class LiteRTCascade:
   """An export's stages run on LiteRT, one face at a time."""
 
   def __init__(self, saved_model_dir, num_threads=1):
-    with open(os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)) as f:
-      metadata = json.load(f)
+    metadata = json.loads(io_utils.read_bytes(
+        os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)))
     self.stages = metadata["stages"]
     self.box_passes = metadata.get("box_passes")
     interpreter_class = _interpreter_class()
@@ -130,8 +130,10 @@ class LiteRTCascade:
     for stage in self.stages:
       name = stage["litert"]
       if name not in self._runners:
+        # From bytes, so an export on gs:// or ram:// loads as a local one does.
         interpreter = interpreter_class(
-            model_path=os.path.join(saved_model_dir, "assets.extra", name),
+            model_content=io_utils.read_bytes(
+                os.path.join(saved_model_dir, "assets.extra", name)),
             num_threads=num_threads)
         interpreter.allocate_tensors()
         self._runners[name] = (interpreter, interpreter.get_input_details()[0]["index"],

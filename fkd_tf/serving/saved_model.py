@@ -7,9 +7,11 @@ next number, so a server never sees half a model and old versions stay.
 import json
 import os
 import shutil
+import tempfile
 
 import tensorflow as tf
 
+from fkd_tf import io_utils
 from fkd_tf.serving import litert, versions
 from fkd_tf.serving.module import KeypointServer
 
@@ -58,6 +60,24 @@ def _litert_files(stages, extra):
   return files
 
 
+def _upload(local_version, final):
+  """Copies a complete local version folder to a remote base, saved_model.pb last.
+
+  Object stores have no folder rename (gfile copies a gs:// folder object by object, and
+  ram:// moves only the folder's own entry), so a remote export is written locally and
+  copied up file by file: a server polling the base finds no loadable version until every
+  other file is in place, and `versions.resolve_saved_model` skips a version whose upload
+  stopped before its saved_model.pb.
+  """
+  files = sorted((os.path.relpath(os.path.join(folder, name), local_version)
+                  for folder, _, names in os.walk(local_version) for name in names),
+                 key=lambda relative: relative == "saved_model.pb")
+  for relative in files:
+    target = os.path.join(final, relative)
+    tf.io.gfile.makedirs(os.path.dirname(target))
+    tf.io.gfile.copy(os.path.join(local_version, relative), target, overwrite=True)
+
+
 def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
            box_passes=None):
   """Writes a new numeric version under export_base and returns its path.
@@ -73,11 +93,14 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
 
   The SavedModel is saved under a hidden temporary name in the same folder, then renamed:
   a reader sees either no new version or a complete one, and old versions are untouched.
+  export_base may be any folder tf.io.gfile reaches (gs://bucket/models/fkd, ram://...).
   """
-  os.makedirs(export_base, exist_ok=True)
+  tf.io.gfile.makedirs(export_base)
   server = KeypointServer(stages, box_passes)
   version = versions.next_version(export_base)
-  tmp = os.path.join(export_base, f".tmp-{version}-{os.getpid()}")
+  remote = io_utils.is_remote(export_base)
+  tmp = (tempfile.mkdtemp(prefix=f"fkd_tf_export_{version}.") if remote else
+         os.path.join(export_base, f".tmp-{version}-{os.getpid()}"))
   try:
     tf.saved_model.save(server, tmp, signatures={
         "serving_default": server.serve_bytes,
@@ -99,7 +122,10 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
     if warmup_images:
       write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)
     final = os.path.join(export_base, str(version))
-    os.rename(tmp, final)
+    if remote:
+      _upload(tmp, final)
+    else:
+      os.rename(tmp, final)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp)

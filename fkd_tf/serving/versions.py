@@ -16,23 +16,31 @@ SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 
 def versions(export_base):
   """The numeric version folders under export_base (TF Serving loads only those)."""
-  if not os.path.isdir(export_base):
+  if not tf.io.gfile.isdir(export_base):
     return []
-  return sorted(int(d) for d in os.listdir(export_base) if d.isdigit())
+  # gfile lists remote sub-folders with a trailing "/".
+  names = (name.rstrip("/") for name in tf.io.gfile.listdir(export_base))
+  return sorted(int(name) for name in names if name.isdigit())
 
 
 def next_version(export_base):
   return max(versions(export_base), default=0) + 1
 
 
+def _is_saved_model(path):
+  return tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
+
+
 def resolve_saved_model(path):
-  """A SavedModel folder, or the newest numeric version under a base folder."""
-  if os.path.isfile(os.path.join(path, "saved_model.pb")):
+  """A SavedModel folder, or the newest complete numeric version under a base folder (an
+  upload to gs:// that stopped early leaves a version without saved_model.pb)."""
+  if _is_saved_model(path):
     return path
-  found = versions(path)
-  if not found:
+  found = [os.path.join(path, str(v)) for v in reversed(versions(path))]
+  complete = next((version for version in found if _is_saved_model(version)), None)
+  if complete is None:
     raise FileNotFoundError(f"no SavedModel at {path!r} (nor numeric versions under it)")
-  return os.path.join(path, str(found[-1]))
+  return complete
 
 
 def load_saved_model(path):

@@ -95,11 +95,11 @@ class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
 
   def _backups_on_disk(self):
     """[(weights path, epoch)], newest first, as the metadata names them."""
-    if not os.path.exists(self._training_metadata_path):
+    if not tf.io.gfile.exists(self._training_metadata_path):
       # A backup Keras itself wrote (runs from before this class): latest.weights.h5.
-      return [(self._weights_path, None)] if os.path.exists(self._weights_path) else []
+      return [(self._weights_path, None)] if tf.io.gfile.exists(self._weights_path) else []
     try:
-      with open(self._training_metadata_path) as f:
+      with tf.io.gfile.GFile(self._training_metadata_path) as f:
         metadata = json.load(f)
       if "weights" not in metadata:  # Keras's own metadata: {"epoch", "batch"}
         return [(self._weights_path, int(metadata["epoch"]))]
@@ -108,7 +108,7 @@ class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
         previous = metadata["previous"]
         backups.append((self._backup_path(previous["weights"]), int(previous["epoch"])))
       return backups
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, tf.errors.OpError, ValueError, KeyError, TypeError) as e:
       raise BackupUnreadable(
           f"cannot resume: {self._training_metadata_path} is not readable ({e}). Move "
           f"{self.backup_dir} away to restart this run from epoch 1 (best.weights.h5 and "
@@ -162,7 +162,7 @@ class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
     if self.saved_epoch:
       previous = {"epoch": self.saved_epoch, "weights": self._saved_weights}
     try:
-      os.makedirs(self.backup_dir, exist_ok=True)
+      io_utils.makedirs(self.backup_dir)
       _room_for(self.model, self.backup_dir, f"the backup of epoch {epoch}")
       with io_utils.atomic_path(self._backup_path(name), suffix=".weights.h5") as tmp:
         self.model.save_weights(tmp, overwrite=True)
@@ -179,9 +179,9 @@ class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
 
   def _remove_unreferenced(self, keep):
     """Deletes backups older than the previous one (and Keras's own latest.weights.h5)."""
-    for entry in os.listdir(self.backup_dir):
+    for entry in tf.io.gfile.listdir(self.backup_dir):
       if entry.endswith(".weights.h5") and not entry.startswith(".") and entry not in keep:
-        os.remove(self._backup_path(entry))
+        tf.io.gfile.remove(self._backup_path(entry))
 
   def on_train_end(self, logs=None):
     if self.saw_nonfinite_loss:
@@ -230,8 +230,8 @@ class BestNetworkCheckpoint(keras.callbacks.Callback):
     self.best_epoch = None
 
   def on_train_begin(self, logs=None):
-    if os.path.isfile(self.record_path) and os.path.isfile(self.weights_path):
-      with open(self.record_path) as f:
+    if io_utils.isfile(self.record_path) and io_utils.isfile(self.weights_path):
+      with tf.io.gfile.GFile(self.record_path) as f:
         record = json.load(f)
       self.best, self.best_epoch = float(record[self.monitor]), record.get("epoch")
 
@@ -251,6 +251,17 @@ class BestNetworkCheckpoint(keras.callbacks.Callback):
       self.best, self.best_epoch = min(self.best, float(value)), epoch + 1
       # The saved epoch's own value: the best so far, unless every epoch is saved.
       io_utils.write_json(self.record_path, {"epoch": epoch + 1, self.monitor: float(value)})
+
+
+class CSVLogger(keras.callbacks.CSVLogger):
+  """Keras's CSVLogger, able to end on a remote file: Keras 3.15 asks its file for
+  `.closed`, which tf.io.gfile.GFile (its file on gs:// and ram://) lacks."""
+
+  def on_train_end(self, logs=None):
+    if self.csv_file is not None:
+      self.csv_file.close()
+      self.csv_file = None
+    self.writer = None
 
 
 class ValidationFaces(keras.callbacks.Callback):
@@ -290,8 +301,7 @@ def make_callbacks(config, network, val_batch, nan_guard, chief=True, worker=0):
       nan_guard,
       GuardedBackupAndRestore(os.path.join(config.model_dir, "backup")),
       BestNetworkCheckpoint(network, config.model_dir, every_epoch=config.keep == "last"),
-      keras.callbacks.CSVLogger(os.path.join(config.model_dir, "training_log.csv"),
-                                append=True),
+      CSVLogger(os.path.join(config.model_dir, "training_log.csv"), append=True),
       keras.callbacks.TensorBoard(log_dir, histogram_freq=1, write_graph=False),
       ValidationFaces(val_batch, network, config.augment, config.normalisation, log_dir,
                       os.path.join(config.model_dir, "val_faces.png")),

@@ -13,8 +13,9 @@ import socket
 import time
 
 from absl import logging
+import tensorflow as tf
 
-from fkd_tf import run_folder
+from fkd_tf import io_utils, run_folder
 
 LOCK = ".lock"
 # Settings whose change makes a run's weights (best or backup) mean something else or not
@@ -41,6 +42,15 @@ class RunFolderMismatch(run_folder.RunFolderError):
 
 def make_folder(model_dir):
   """Creates model_dir; an impossible or unwritable path is a RunFolderError naming it."""
+  if io_utils.is_remote(model_dir):
+    try:
+      tf.io.gfile.makedirs(model_dir)
+    except tf.errors.OpError as e:
+      raise run_folder.RunFolderError(
+          f"--model_dir {model_dir} cannot be created: {e.message}") from None
+    if not tf.io.gfile.isdir(model_dir):
+      raise run_folder.RunFolderError(f"--model_dir {model_dir} is a file, not a folder")
+    return
   if os.path.exists(model_dir) and not os.path.isdir(model_dir):
     raise run_folder.RunFolderError(f"--model_dir {model_dir} is a file, not a folder")
   try:
@@ -62,7 +72,7 @@ def _setting(config, dotted_name):
 def check_compatible(model_dir, config):
   """Raises RunFolderMismatch when model_dir's config.json was trained with other
   WEIGHT_SETTINGS than `config`; a folder without config.json is a new run."""
-  if not os.path.exists(os.path.join(model_dir, run_folder.CONFIG)):
+  if not tf.io.gfile.exists(os.path.join(model_dir, run_folder.CONFIG)):
     return
   existing = run_folder.read_config(model_dir)
   differences = [
@@ -111,6 +121,10 @@ class RunLock:
   left by a process that died on this host (kill -9, power loss) is taken over with a
   warning; a live owner, or one on another host (whose pid cannot be checked from here),
   is refused. Use as a context manager: the lock goes when the `with` block ends.
+
+  On a remote folder (gs://, ram://) tf.io.gfile has no exclusive create: the lock is
+  checked, then written, so it refuses a training that starts while another runs but not
+  one that starts in the same instant.
   """
 
   def __init__(self, model_dir, name=LOCK):
@@ -127,9 +141,9 @@ class RunLock:
     """The lock's record, or None when it vanished; waits briefly for a lock being written."""
     for _ in range(20):
       try:
-        with open(self.path) as f:
+        with tf.io.gfile.GFile(self.path) as f:
           text = f.read()
-      except FileNotFoundError:
+      except tf.errors.NotFoundError:
         return None
       try:
         owner = json.loads(text)
@@ -144,6 +158,12 @@ class RunLock:
 
   def _create(self):
     """True when this process created the lock; False when it already existed."""
+    if io_utils.is_remote(self.path):
+      if tf.io.gfile.exists(self.path):
+        return False
+      with tf.io.gfile.GFile(self.path, "w") as f:
+        f.write(json.dumps(self._owner_record()))
+      return True
     try:
       fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -158,6 +178,10 @@ class RunLock:
 
   def _take_over(self, stale):
     """Removes the stale lock unless another process replaced it meanwhile."""
+    if io_utils.is_remote(self.path):
+      if self._read_owner() == stale:
+        tf.io.gfile.remove(self.path)
+      return
     aside = f"{self.path}.stale-{os.getpid()}"
     try:
       os.rename(self.path, aside)  # atomic: of two processes taking over, one moves it
@@ -207,8 +231,8 @@ class RunLock:
     if self.held:
       self.held = False
       try:
-        os.remove(self.path)
-      except FileNotFoundError:
+        tf.io.gfile.remove(self.path)
+      except tf.errors.NotFoundError:
         pass
 
   def __enter__(self):
