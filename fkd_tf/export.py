@@ -23,6 +23,10 @@ def define_flags():
   common_flags.define_tfrecord_dir(extra_help=" Warm-up images come from it ('' for none).")
   flags.DEFINE_bool("flip_average", False, "Average each stage's prediction with its "
                     "prediction on the mirrored frame (twice the compute).")
+  flags.DEFINE_bool("flip_average_last", False, "Flip-average the last stage only (the "
+                    "shipped model: its final refining pass costs twice, the others once).")
+  flags.DEFINE_bool("litert_float16", False, "Store the LiteRT files' weights in half "
+                    "precision: half their size; LiteRT computes in float32 all the same.")
   flags.DEFINE_integer("box_passes", None, "How many refining stages run when a face box "
                        "is given (default: all); whole images always run every stage.",
                        lower_bound=1)
@@ -39,13 +43,16 @@ def main(argv):
   stages = [loaded[d] for d in FLAGS.model_dirs]
   if FLAGS.flip_average:
     stages = [dataclasses.replace(stage, flip_average=True) for stage in stages]
+  elif FLAGS.flip_average_last:
+    stages[-1] = dataclasses.replace(stages[-1], flip_average=True)
   if stages[0].region_margin is not None:
     raise app.UsageError(f"--model_dirs: {FLAGS.model_dirs[0]} is a refining stage; the "
                          "first stage must frame whole images")
   warmup = run_folder.warmup_images(FLAGS.tfrecord_dir) if FLAGS.tfrecord_dir else ()
   path = saved_model.export(stages, FLAGS.export_base,
                             metadata={"model_dirs": FLAGS.model_dirs}, warmup_images=warmup,
-                            box_passes=FLAGS.box_passes)
+                            box_passes=FLAGS.box_passes,
+                            litert_float16=FLAGS.litert_float16)
   print(f"exported {len(stages)} stage(s): {path}")
 
 

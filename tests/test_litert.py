@@ -1,5 +1,8 @@
 """The one-face LiteRT path gives the SavedModel's keypoints (issue 14: within 0.05 px)."""
 
+import json
+import os
+
 import numpy as np
 from PIL import Image
 import pytest
@@ -160,3 +163,25 @@ def test_the_shipped_architecture_runs_alike_on_litert(tmp_path):
   expected = network(frames, training=False).numpy().reshape(3, 68, 2) * 45.0 + 45.0
   for frame, keypoints in zip(frames, expected):
     np.testing.assert_allclose(cascade._network(stage, frame[:, :, 0]), keypoints, atol=2e-3)
+
+
+def test_float16_litert_files_are_half_the_size_and_agree_with_their_saved_model(tmp_path):
+  # The shipped architecture with trained-like batch norms (fresh ones fold to nothing).
+  from test_fold import _with_trained_statistics  # pylint: disable=g-import-not-at-top
+  # One network as both stages: a cascade, converted once.
+  network = _with_trained_statistics(_face_network("mobilenet_050", 4), seed=1)
+  stages = [Stage(network, 90.0, "centered"), Stage(network, 90.0, "centered", 1.25)]
+  full = saved_model.export(stages, str(tmp_path / "float32"))
+  half = saved_model.export(stages, str(tmp_path / "float16"), litert_float16=True)
+  sizes = {path: os.path.getsize(os.path.join(path, "assets.extra", "network_0.tflite"))
+           for path in (full, half)}
+  assert 0.45 < sizes[half] / sizes[full] < 0.6
+  metadata = json.load(open(os.path.join(half, "assets.extra", litert.METADATA_FILE)))
+  assert metadata["litert_weights"] == "float16"
+  encoded = [fakes.encode(image, "PNG") for image in _images()]
+  fast = fkd_tf.load(half).predict(encoded)
+  np.testing.assert_allclose(fast, fkd_tf.load(half, backend="saved_model").predict(encoded),
+                             atol=0.05)
+  # Rounding moved the keypoints a little from the float32 export's, not a lot.
+  change = np.abs(fast - fkd_tf.load(full, backend="saved_model").predict(encoded)).max()
+  assert 0 < change < 2.0

@@ -4,6 +4,7 @@ A version is saved under a hidden temporary name in its base folder and renamed 
 next number, so a server never sees half a model and old versions stay.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import tempfile
 import tensorflow as tf
 
 from fkd_tf import io_utils
-from fkd_tf.serving import litert, versions
+from fkd_tf.serving import fold, litert, versions
 from fkd_tf.serving.module import KeypointServer
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -43,9 +44,10 @@ def read_warmup_requests(path):
   return requests
 
 
-def _litert_files(stages, extra):
+def _litert_files(stages, extra, float16=False):
   """Writes each distinct network as a LiteRT flatbuffer in `extra`; returns per stage the
-  file name. The Python API runs these for one face at a time: XNNPACK spends far less on
+  file name. float16: weights stored in half precision (half the size; LiteRT widens
+  them to float32 when it loads the file, so the arithmetic stays float32). The Python API runs these for one face at a time: XNNPACK spends far less on
   a depthwise network's many small ops than TF's own runtime (issue 14's trial: 0.31 vs
   2.31 ms for a MobileNetV2 at alpha 0.5)."""
   names, files = {}, []
@@ -54,6 +56,9 @@ def _litert_files(stages, extra):
     if key not in names:
       names[key] = f"network_{len(names)}.tflite"
       converter = tf.lite.TFLiteConverter.from_keras_model(stage.network)
+      if float16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
       with open(os.path.join(extra, names[key]), "wb") as f:
         f.write(converter.convert())
     files.append(names[key])
@@ -78,8 +83,19 @@ def _upload(local_version, final):
     tf.io.gfile.copy(os.path.join(local_version, relative), target, overwrite=True)
 
 
+def _inference_stages(stages, float16):
+  """The stages with their networks in inference form (`fold.inference_network`), each
+  distinct network converted once."""
+  converted = {}
+  for stage in stages:
+    if id(stage.network) not in converted:
+      converted[id(stage.network)] = fold.inference_network(stage.network, float16)
+  return [dataclasses.replace(stage, network=converted[id(stage.network)])
+          for stage in stages]
+
+
 def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
-           box_passes=None):
+           box_passes=None, litert_float16=False):
   """Writes a new numeric version under export_base and returns its path.
 
   stages: list of `Stage` (one network, or coarse then refining networks).
@@ -91,11 +107,18 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
 
   box_passes: how many refining stages a given face box runs (None: all).
 
+  litert_float16: the LiteRT files hold half-precision weights (half their size); the
+  SavedModel computes with the same rounded weights, so both paths still agree.
+
+  Both compute with the networks' inference form: batch norm folded into convolutions.
+
   The SavedModel is saved under a hidden temporary name in the same folder, then renamed:
   a reader sees either no new version or a complete one, and old versions are untouched.
-  export_base may be any folder tf.io.gfile reaches (gs://bucket/models/fkd, ram://...).
+  export_base may be any folder tf.io.gfile reaches (gs://bucket/models/fkd, ram://...):
+  there the version is saved locally and uploaded (`_upload`).
   """
   tf.io.gfile.makedirs(export_base)
+  stages = _inference_stages(stages, float16=litert and litert_float16)
   server = KeypointServer(stages, box_passes)
   version = versions.next_version(export_base)
   remote = io_utils.is_remote(export_base)
@@ -109,7 +132,8 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
     })
     extra = os.path.join(tmp, "assets.extra")
     os.makedirs(extra, exist_ok=True)
-    litert_files = _litert_files(stages, extra) if litert else [None] * len(stages)
+    litert_files = (_litert_files(stages, extra, litert_float16) if litert
+                    else [None] * len(stages))
     with open(os.path.join(extra, METADATA_FILE), "w") as f:
       json.dump({"stages": [{"model": stage.network.name, "rescale_size": stage.rescale_size,
                              "normalisation": stage.normalisation,
@@ -118,7 +142,10 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
                              "original_rounding": stage.original_rounding,
                              "litert": litert_file}
                             for stage, litert_file in zip(stages, litert_files)],
-                 "box_passes": box_passes, **(metadata or {})}, f, indent=2, sort_keys=True)
+                 "box_passes": box_passes,
+                 "litert_weights": ("float16" if litert_float16 else "float32") if litert
+                                   else None,
+                 **(metadata or {})}, f, indent=2, sort_keys=True)
     if warmup_images:
       write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)
     final = os.path.join(export_base, str(version))
