@@ -4,7 +4,14 @@
   keypoints = fkd_tf.load().predict("face.jpg")   # [1, 68, 2] in image pixels
 """
 
+import os
+
 __version__ = "0.2.0"
+
+# TensorFlow's C++ INFO lines (CUDA probing, CPU features, each converter step) bury a
+# command's progress and result; warnings and errors still show. Only a default, and only
+# where TensorFlow is not loaded yet: TF_CPP_MIN_LOG_LEVEL=0 brings them back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def load(path=None, backend="auto", num_threads=None):

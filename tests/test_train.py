@@ -115,6 +115,13 @@ def test_refining_stage_exports_a_cascade_evaluated_end_to_end(smoke_run, tfreco
   result = run_module("fkd_tf.export", f"--model_dirs={coarse_dir},{model_dir},{model_dir}",
                       f"--export_base={tmp_path / 'three'}", "--tfrecord_dir=")
   assert result.returncode == 0, result.stderr[-2000:]
+  # The result, not TensorFlow's chatter (issue 18: 265 lines before, signatures, shards,
+  # every captured variable of the LiteRT conversion).
+  assert result.stdout.strip().splitlines() == [
+      f"exported 3 stage(s): {tmp_path / 'three' / '1'}"]
+  for chatter in ("signature_serialization", "Sharding callback", "fingerprint",
+                  "Assets written", "Saved artifact", "TensorSpec"):
+    assert chatter not in result.stdout + result.stderr, chatter
   meta = json.load(open(tmp_path / "three" / "1" / "assets.extra" / "fkd_tf.json"))
   assert [s["model"] for s in meta["stages"]] == ["ppbnet", "fknet", "fknet"]
 

@@ -55,7 +55,13 @@ def _litert_files(stages, extra, float16=False):
     key = id(stage.network)
     if key not in names:
       names[key] = f"network_{len(names)}.tflite"
-      converter = tf.lite.TFLiteConverter.from_keras_model(stage.network)
+      # From a concrete function: from_keras_model exports through Keras, which prints
+      # every captured variable of the network to stdout.
+      network = stage.network
+      forward = tf.function(lambda images, network=network: network(images, training=False))
+      converter = tf.lite.TFLiteConverter.from_concrete_functions(
+          [forward.get_concrete_function(tf.TensorSpec(network.input.shape, tf.float32))],
+          network)
       if float16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
