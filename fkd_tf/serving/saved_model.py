@@ -4,7 +4,9 @@ A version is saved under a hidden temporary name in its base folder and renamed 
 next number, so a server never sees half a model and old versions stay.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -55,18 +57,16 @@ def _litert_files(stages, extra, float16=False):
     key = id(stage.network)
     if key not in names:
       names[key] = f"network_{len(names)}.tflite"
-      # From a concrete function: from_keras_model exports through Keras, which prints
-      # every captured variable of the network to stdout.
-      network = stage.network
-      forward = tf.function(lambda images, network=network: network(images, training=False))
-      converter = tf.lite.TFLiteConverter.from_concrete_functions(
-          [forward.get_concrete_function(tf.TensorSpec(network.input.shape, tf.float32))],
-          network)
+      converter = tf.lite.TFLiteConverter.from_keras_model(stage.network)
       if float16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
+      # The converter exports through Keras, which prints every captured variable of the
+      # network to stdout (a page per network): only its result is wanted.
+      with contextlib.redirect_stdout(io.StringIO()):
+        flatbuffer = converter.convert()
       with open(os.path.join(extra, names[key]), "wb") as f:
-        f.write(converter.convert())
+        f.write(flatbuffer)
     files.append(names[key])
   return files
 
