@@ -48,10 +48,14 @@ def read_warmup_requests(path):
 
 def _litert_files(stages, extra, float16=False):
   """Writes each distinct network as a LiteRT flatbuffer in `extra`; returns per stage the
-  file name. float16: weights stored in half precision (half the size; LiteRT widens
-  them to float32 when it loads the file, so the arithmetic stays float32). The Python API runs these for one face at a time: XNNPACK spends far less on
-  a depthwise network's many small ops than TF's own runtime (issue 14's trial: 0.31 vs
-  2.31 ms for a MobileNetV2 at alpha 0.5)."""
+  file name.
+
+  The Python API runs these for one face at a time: XNNPACK spends far less on a
+  depthwise network's many small ops than TF's own runtime (issue 14's trial: 0.31 vs
+  2.31 ms for a MobileNetV2 at alpha 0.5). float16: weights stored in half precision
+  (half the size; LiteRT widens them to float32 when it loads the file, so the
+  arithmetic stays float32).
+  """
   names, files = {}, []
   for stage in stages:
     key = id(stage.network)
