@@ -94,6 +94,10 @@ def define_flags():
   flags.DEFINE_string("coarse_model_dir", defaults.coarse_model_dir,
                       "A finished whole-image run; with --region=keypoints this run trains "
                       "the refining stage and exports the two as one cascade SavedModel.")
+  flags.DEFINE_string("init_from", defaults.init_from,
+                      "A finished run (same --model and --normalisation) whose kept network "
+                      "starts this run instead of a fresh initialisation: fine-tuning, or a "
+                      "longer schedule. A rerun that resumes from its backup ignores it.")
   flags.DEFINE_integer("debug_nan_at_step", defaults.debug_nan_at_step,
                        "Fault injection for tests: the loss of this step becomes NaN.")
   for field in dataclasses.fields(augment.AugmentConfig):

@@ -214,3 +214,27 @@ def test_a_run_on_a_remote_file_system_stops_resumes_exports_and_loads(tfrecord_
                for backend in ("saved_model", "litert")}
   assert keypoints["saved_model"].shape == (1, 68, 2)
   np.testing.assert_allclose(keypoints["litert"], keypoints["saved_model"], atol=0.05)
+
+
+def test_init_from_starts_from_a_finished_runs_network(tfrecord_dir, tmp_path, capsys):
+  first = str(tmp_path / "first")
+  train_lib.train_and_evaluate(_config(tfrecord_dir, first, epochs=2, export=False,
+                                       evaluate_test=False))
+  kept = json.load(open(os.path.join(first, "best.json")))["val_nme_io"]
+  # With a learning rate too small to move it, the started network is the first run's.
+  tiny_steps = dict(epochs=1, learning_rate=1e-12, export=False, evaluate_test=False)
+  capsys.readouterr()
+  started = train_lib.train_and_evaluate(_config(tfrecord_dir, str(tmp_path / "second"),
+                                                 init_from=first, **tiny_steps))
+  assert abs(started["val"]["nme_io"] - kept) < 1e-5
+  fresh = train_lib.train_and_evaluate(_config(tfrecord_dir, str(tmp_path / "fresh"),
+                                               **tiny_steps))
+  assert abs(fresh["val"]["nme_io"] - kept) > 1e-3  # a fresh start is somewhere else
+  # Another network, or a missing run, is refused before the new folder is written.
+  for bad, message in ((dict(model="fknet"), "--model=tiny, this run with --model=fknet"),
+                       (dict(init_from=str(tmp_path / "none")), "--init_from: ")):
+    model_dir = str(tmp_path / f"bad_{len(message)}")
+    with pytest.raises(run_folder.RunFolderError, match=message):
+      train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, **{
+          "init_from": first, **tiny_steps, **bad}))
+    assert not os.path.exists(model_dir)

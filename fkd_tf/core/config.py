@@ -50,6 +50,9 @@ class TrainConfig:
   export: bool = True
   debug_nan_at_step: int = -1  # test hook: make the loss NaN at this step
   coarse_model_dir: str = ""  # a finished whole-image run: this run refines its keypoints
+  # A finished run whose kept network starts this one (fine-tuning, a longer schedule);
+  # a run resuming from its own backup continues from that instead.
+  init_from: str = ""
 
 
 def check(config):

@@ -108,6 +108,8 @@ def train_and_evaluate(config, flags_text=""):
   problems = config_lib.check(config)
   if problems:
     raise ValueError("bad training settings:\n  " + "\n  ".join(problems))
+  if config.init_from:
+    check_init_from(config)
   info = records.read_dataset_info(config.tfrecord_dir)
   chief = config.strategy != "multi_worker" or distributed.is_chief()
   run_guard.make_folder(config.model_dir)
@@ -151,6 +153,8 @@ def _train(config, info, chief):
 
   with strategy.scope():
     trainer = build_trainer(config, steps_per_epoch)
+  if config.init_from:
+    start_from(trainer.network, config)
   nan_guard = callbacks_lib.NaNGuard()
   if config.strategy == "multi_worker":
     _, worker, _ = distributed.task_info()
@@ -172,6 +176,31 @@ def _train(config, info, chief):
     return {}
   trainer.network.load_weights(os.path.join(config.model_dir, run_folder.BEST_WEIGHTS))
   return finish(config, trainer.network)
+
+
+def check_init_from(config):
+  """Raises run_folder.RunFolderError naming --init_from when that run is unreadable or its
+  network or its outputs' meaning differ from this run's (before anything is written)."""
+  try:
+    source_config = run_folder.read_config(config.init_from)
+  except run_folder.RunFolderError as e:
+    raise run_folder.RunFolderError(f"--init_from: {e}") from None
+  for name in ("model", "normalisation"):
+    if getattr(source_config, name) != getattr(config, name):
+      raise run_folder.RunFolderError(
+          f"--init_from={config.init_from} was trained with --{name}="
+          f"{getattr(source_config, name)}, this run with --{name}={getattr(config, name)}: "
+          "its weights cannot start this network")
+
+
+def start_from(network, config):
+  """Copies the kept network of the run config.init_from into `network`."""
+  try:
+    source, _ = run_folder.load_network(config.init_from)
+  except run_folder.RunFolderError as e:
+    raise run_folder.RunFolderError(f"--init_from: {e}") from None
+  network.set_weights(source.get_weights())
+  logging.info("starting from the kept network of %s", config.init_from)
 
 
 def distributed_train_dataset(config, context):
