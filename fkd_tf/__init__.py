@@ -15,6 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def load(path=None, backend="auto", num_threads=None):
-  """The shipped model, or the export at `path`: a `fkd_tf.api.KeypointModel`."""
-  from fkd_tf import api  # pylint: disable=g-import-not-at-top  (import fkd_tf stays light)
+  """The shipped model, or the export at `path`: a `fkd_tf.inference.api.KeypointModel`."""
+  from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top  (import fkd_tf stays light)
   return api.load(path, backend, num_threads)

@@ -16,7 +16,8 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import common_flags, io_utils
+from fkd_tf.cli import common_flags
+from fkd_tf.utils import io_utils
 from fkd_tf.core import augment, models
 from fkd_tf.core import config as config_lib
 from fkd_tf.data import pipeline
@@ -171,7 +172,7 @@ def face_figures(saved_model, image_paths, keypoints_csv, repeats=3):
   except ImportError:
     return None
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from fkd_tf import api  # pylint: disable=g-import-not-at-top
+  from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top
   model = api.load(saved_model, num_threads=1)
   predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
   images = [np.ascontiguousarray(np.asarray(Image.open(p).convert("RGB")))

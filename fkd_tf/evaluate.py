@@ -12,7 +12,10 @@ import os
 from absl import app, flags, logging
 import numpy as np
 
-from fkd_tf import api, common_flags, evaluation, io_utils
+from fkd_tf.cli import common_flags
+from fkd_tf.evaluation import reports
+from fkd_tf.inference import api
+from fkd_tf.utils import io_utils
 from fkd_tf.serving import versions
 
 FLAGS = flags.FLAGS
@@ -55,12 +58,12 @@ def main(argv):
         boxes = np.concatenate([truth.min(axis=1), truth.max(axis=1)], axis=-1)
       return model.predict(list(batch["image_bytes"].numpy()), boxes=boxes)
   else:
-    predict_fn = evaluation.saved_model_predictor(saved_model)
-  summary = evaluation.evaluate_split(
+    predict_fn = reports.saved_model_predictor(saved_model)
+  summary = reports.evaluate_split(
       predict_fn, FLAGS.tfrecord_dir, FLAGS.split,
       output_dir, FLAGS.batch_size, with_bytes=True,
       label=FLAGS.backend, extra={"saved_model": saved_model, "backend": FLAGS.backend})
-  print(evaluation.format_summary(summary))
+  print(reports.format_summary(summary))
   print(f"report: {output_dir}")
 
 

@@ -9,7 +9,8 @@ import dataclasses
 
 from absl import app, flags
 
-from fkd_tf import common_flags, run_folder
+from fkd_tf.cli import common_flags
+from fkd_tf.serving import run_folder
 from fkd_tf.serving import saved_model
 from fkd_tf.serving.module import stage_of
 

@@ -21,7 +21,9 @@ import sys
 
 from absl import app, flags
 
-from fkd_tf import api, common_flags, detect, io_utils, prediction
+from fkd_tf.cli import common_flags
+from fkd_tf.inference import api, detect, prediction
+from fkd_tf.utils import io_utils
 
 FLAGS = flags.FLAGS
 

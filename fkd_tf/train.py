@@ -10,7 +10,8 @@ import sys
 
 from absl import app, flags, logging
 
-from fkd_tf import common_flags, run_folder
+from fkd_tf.cli import common_flags
+from fkd_tf.serving import run_folder
 from fkd_tf.core import augment, losses, models
 from fkd_tf.core import config as config_lib
 from fkd_tf.core.keypoints import NORMALISATIONS

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 from fkd_tf.training import callbacks
 
 INPUTS = np.linspace(-1, 1, 32, dtype=np.float32).reshape(16, 2)

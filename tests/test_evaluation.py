@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from conftest import run_module
-from fkd_tf import evaluation
+from fkd_tf.evaluation import reports
 from fkd_tf.data import pipeline
 import fakes
 
@@ -20,7 +20,7 @@ def test_report_figures_on_known_predictions(tmp_path):
   results = {"file_name": ["a_00.jpg", "b_00.jpg", "c_00.jpg", "d_00.jpg"],
              "pred_px": pred.astype(np.float32), "true_px": truth,
              "image_size": np.array([[120, 110]] * 4)}
-  summary = evaluation.write_report(str(tmp_path), "test", results)
+  summary = reports.write_report(str(tmp_path), "test", results)
   np.testing.assert_allclose(summary["nme_io"], np.mean([0, 0.03, 0.06, 0.12]), rtol=1e-5)
   assert summary["failure_rate_10"] == 0.25
   np.testing.assert_allclose(summary["auc_10"], np.mean([1.0, 0.7, 0.4, 0.0]), rtol=1e-5)
@@ -42,7 +42,7 @@ def test_region_table_puts_a_mouth_only_error_on_the_mouth(tmp_path):
   pred[:, 48:68] += np.array([0.0, 0.05 * inter_ocular], np.float32)  # mouth 5 % low
   results = {"file_name": ["a_00.jpg", "b_00.jpg", "c_00.jpg"], "pred_px": pred,
              "true_px": truth, "image_size": np.array([[120, 110]] * 3)}
-  summary = evaluation.write_report(str(tmp_path), "val", results)
+  summary = reports.write_report(str(tmp_path), "val", results)
   table = pd.read_csv(tmp_path / "per_region_val.csv", index_col="region")
   assert list(table.index) == ["jaw", "brows", "nose", "eyes", "mouth"]
   assert list(table.columns) == ["nme_io", "mean_error_px", "points"]
@@ -60,7 +60,7 @@ def test_progress_bar_knows_the_number_of_batches(tfrecord_dir, capsys):
                                   cache=False)
   batches = int(dataset.cardinality())
   assert batches > 1
-  results = evaluation.collect(dataset, lambda batch: batch["keypoints_px"].numpy())
+  results = reports.collect(dataset, lambda batch: batch["keypoints_px"].numpy())
   printed = capsys.readouterr().out
   assert f"{batches}/{batches}" in printed and "Unknown" not in printed
   assert len(results["file_name"]) == len(results["pred_px"]) > batches
@@ -68,7 +68,7 @@ def test_progress_bar_knows_the_number_of_batches(tfrecord_dir, capsys):
 
 def test_original_units_loss_is_zero_for_perfect_predictions():
   truth = np.stack([fakes.face_template() * 100.0] * 2).astype(np.float32)
-  assert evaluation.original_units_loss(truth, truth, np.array([[150, 120]] * 2)) == 0.0
+  assert reports.original_units_loss(truth, truth, np.array([[150, 120]] * 2)) == 0.0
 
 
 def test_cli_on_the_smoke_export_agrees_with_training(smoke_run, tfrecord_dir, tmp_path):

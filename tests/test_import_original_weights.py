@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from conftest import REPO
 import fakes
-from fkd_tf import io_utils, run_folder
+from fkd_tf.serving import run_folder
+from fkd_tf.utils import io_utils
 from fkd_tf.core import framing, geometry, models
 from fkd_tf.data import decode
 from fkd_tf.serving import saved_model, versions

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import run_module
-from fkd_tf import evaluation, inspection
+from fkd_tf.evaluation import inspection, reports
 from fkd_tf.core import augment, models
 from fkd_tf.serving import saved_model
 from fkd_tf.serving.module import Stage
@@ -53,12 +53,12 @@ def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path)
   config = augment.AugmentConfig()
   kernels, name = inspection.first_conv_kernels(network)
   counts, chosen = inspection.inspect_run(
-      kernels, name, 100.0, evaluation.network_predictor(network, config, "original"),
+      kernels, name, 100.0, reports.network_predictor(network, config, "original"),
       tfrecord_dir, str(tmp_path / "inspect"), worst=4, log_dir=str(tmp_path / "logs"))
   assert sum(counts.values()) == 32 and counts["edge"] >= 2 and counts["blur"] >= 1
   nmes = [r["nme_io"] for r in chosen]
   assert nmes == sorted(nmes, reverse=True) and len(chosen) == 4
-  evaluation.evaluate_split(evaluation.network_predictor(network, config, "original"),
+  reports.evaluate_split(reports.network_predictor(network, config, "original"),
                           tfrecord_dir, "test", str(tmp_path / "eval"))
   per_image = {r["file_name"]: float(r["nme_io"])
                for r in csv.DictReader(open(tmp_path / "eval" / "per_image_test.csv"))}
@@ -80,7 +80,7 @@ def test_kernels_read_from_an_export_are_the_networks(tmp_path):
 
 def test_cli_on_a_saved_model(smoke_run, tfrecord_dir, tmp_path):
   model_dir, _ = smoke_run
-  result = run_module("fkd_tf.inspect_run", f"--saved_model={model_dir}/export",
+  result = run_module("fkd_tf.inspect", f"--saved_model={model_dir}/export",
                       f"--tfrecord_dir={tfrecord_dir}", f"--output_dir={tmp_path}", "--worst=3")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "first layer:" in result.stdout

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import tensorflow as tf
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 
 
 def _ram_folder():

@@ -6,11 +6,14 @@ forbidden import is added, so a green run means the rules hold, not that nothing
 
 import ast
 import pathlib
+import re
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / "fkd_tf"
+# The package top: the commands a user runs, flags and main only.
 COMMAND_LINE = {"fkd_tf.train", "fkd_tf.evaluate", "fkd_tf.export", "fkd_tf.predict",
-                "fkd_tf.inspect_run", "fkd_tf.bench"}
-FLAG_MODULES = COMMAND_LINE | {"fkd_tf.common_flags"}
+                "fkd_tf.inspect", "fkd_tf.bench"}
+# What only the commands import: flags defined once for several of them.
+COMMAND_SUPPORT = "fkd_tf.cli"
 
 
 def package_sources():
@@ -64,17 +67,28 @@ def violations(sources):
     if name == "fkd_tf.core.models":
       allowed = ("keras", "tensorflow", "fkd_tf.core.keypoints")
       problems += [f"{name} imports {m}" for m in sorted(imported) if not _under(m, *allowed)]
+    if _under(name, "fkd_tf.utils"):
+      problems += [f"{name} (utils) imports {m}" for m in sorted(local)
+                   if not _under(m, "fkd_tf.core", "fkd_tf.utils")]
     if _under(name, "fkd_tf.data"):
       problems += [f"{name} (data) imports {m}" for m in sorted(local) if _under(
-          m, "fkd_tf.core.models", "fkd_tf.training", "fkd_tf.serving", "fkd_tf.evaluation")]
+          m, "fkd_tf.core.models", "fkd_tf.training", "fkd_tf.serving", "fkd_tf.inference",
+          "fkd_tf.evaluation")]
     if _under(name, "fkd_tf.serving"):
       problems += [f"{name} (serving) imports {m}" for m in sorted(local) if _under(
+          m, "fkd_tf.training", "fkd_tf.inference", "fkd_tf.evaluation")]
+    if _under(name, "fkd_tf.inference"):
+      problems += [f"{name} (inference) imports {m}" for m in sorted(local) if _under(
           m, "fkd_tf.training", "fkd_tf.evaluation")]
-    if name == "fkd_tf.evaluation":
+    if name in ("fkd_tf.evaluation.reports", "fkd_tf.evaluation.inspection"):
       problems += [f"{name} imports {m}" for m in sorted(local) if _under(m, "fkd_tf.training")]
     problems += [f"{name} imports the command-line module {m}" for m in sorted(local)
                  if m in COMMAND_LINE]
-    if name not in FLAG_MODULES and "FLAGS" in source:
+    is_command = name in COMMAND_LINE or _under(name, COMMAND_SUPPORT)
+    if not is_command:
+      problems += [f"{name} imports the command support {m}" for m in sorted(local)
+                   if _under(m, COMMAND_SUPPORT)]
+    if not is_command and re.search(r"\bFLAGS\b", source):
       problems.append(f"{name} uses FLAGS outside the command-line modules")
   problems += [f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(graph)]
   return problems
@@ -105,6 +119,11 @@ def test_package_keeps_every_layering_rule():
   assert violations(sources) == []
 
 
+def test_the_package_top_holds_only_commands():
+  top = {f"fkd_tf.{path.stem}" for path in PACKAGE_DIR.glob("*.py")}
+  assert top == COMMAND_LINE | {"fkd_tf.__init__"}
+
+
 def test_rules_catch_a_forbidden_import():
   sources = package_sources()
   broken = dict(sources)
@@ -114,6 +133,10 @@ def test_rules_catch_a_forbidden_import():
   assert "fkd_tf.serving.module (serving) imports fkd_tf.training.train_lib" in problems
   assert "fkd_tf.core.geometry (core) imports absl" in problems
   assert "fkd_tf.core.geometry uses FLAGS outside the command-line modules" in problems
+  broken["fkd_tf.inference.api"] += "\nfrom fkd_tf import predict\nfrom fkd_tf.cli import common_flags\n"
+  problems = violations(broken)
+  assert "fkd_tf.inference.api imports the command-line module fkd_tf.predict" in problems
+  assert "fkd_tf.inference.api imports the command support fkd_tf.cli.common_flags" in problems
   # train_lib imports serving.saved_model -> serving.module, so that import closes a cycle.
   assert any(p.startswith("import cycle:") for p in problems)
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_module
-from fkd_tf import api, prediction
+from fkd_tf.inference import api, prediction
 from fkd_tf.core import models
 from fkd_tf.serving import saved_model as saved_model_lib
 from fkd_tf.serving import versions

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from fkd_tf import run_folder
+from fkd_tf.serving import run_folder
 
 
 def test_a_folder_without_config_is_named(tmp_path):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fkd_tf import run_folder
+from fkd_tf.serving import run_folder
 from fkd_tf.core import config as config_lib
 from fkd_tf.core.augment import AugmentConfig
 from fkd_tf.training import run_guard

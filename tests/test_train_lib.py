@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fkd_tf import run_folder
+from fkd_tf.serving import run_folder
 from fkd_tf.core import config as config_lib
 from fkd_tf.core.augment import AugmentConfig
 from fkd_tf.data import pipeline
@@ -185,7 +185,7 @@ def _copy_tree_to(local_folder, remote_folder):
 def test_a_run_on_a_remote_file_system_stops_resumes_exports_and_loads(tfrecord_dir, capsys):
   # ram:// is TensorFlow's in-memory file system: what works there goes through
   # tf.io.gfile and works on gs:// too, where os and open() cannot reach.
-  from fkd_tf import api  # pylint: disable=g-import-not-at-top
+  from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top
   root = f"ram://run_{os.getpid()}_{id(capsys)}"
   remote_records, model_dir = f"{root}/tfrecords", f"{root}/run"
   _copy_tree_to(tfrecord_dir, remote_records)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from fkd_tf import visualize
+from fkd_tf.inference import visualize
 
 
 def test_points_land_where_the_keypoints_are():

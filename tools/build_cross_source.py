@@ -26,7 +26,7 @@ from absl import app, flags
 import numpy as np
 from PIL import Image
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 from fkd_tf.core.keypoints import NUM_KEYPOINTS, person_id
 from fkd_tf.data import records
 # Relative: installed, this folder is the package fkd_tf_tools, not tools.

@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 import tensorflow as tf
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 from fkd_tf.core.keypoints import NUM_KEYPOINTS, person_id
 from fkd_tf.data import records
 

@@ -17,7 +17,7 @@ import zipfile
 from absl import app, flags
 from PIL import Image
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 
 OFFICIAL_URL = ("https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/"
                 "5aea1b91_train-test-data/train-test-data.zip")

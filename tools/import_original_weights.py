@@ -4,7 +4,7 @@ r"""Imports the PyTorch original's trained weights into fkd_tf's ppbnet as a fin
       --model_dir=runs/original --tfrecord_dir=data/tfrecords
 
 The run folder holds what `python -m fkd_tf.train --flagfile=configs/base.flags` leaves for
-`fkd_tf.run_folder.load_network`: config.json (base.flags' TrainConfig), dataset_info.json,
+`fkd_tf.serving.run_folder.load_network`: config.json (base.flags' TrainConfig), dataset_info.json,
 flags.txt and best.weights.h5 (the network's own weights), plus imported_from.json saying
 where the weights came from. So `python -m fkd_tf.export --model_dirs=<model_dir>` and
 evaluation take it as they take a trained run. The folder is written under a temporary name
@@ -24,7 +24,8 @@ import tempfile
 from absl import app, flags
 import numpy as np
 
-from fkd_tf import io_utils, run_folder
+from fkd_tf.serving import run_folder
+from fkd_tf.utils import io_utils
 from fkd_tf.core import config as config_lib
 from fkd_tf.core import models
 from fkd_tf.core.augment import AugmentConfig

@@ -14,7 +14,7 @@ import math
 from absl import app, flags
 from PIL import Image, ImageDraw
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 
 MEDIAPIPE_VAL_NME = 0.0668  # the independent evaluator's MediaPipe figure on val
 

@@ -25,7 +25,8 @@ from absl import app, flags
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fkd_tf import io_utils, run_folder
+from fkd_tf.serving import run_folder
+from fkd_tf.utils import io_utils
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_DIR = os.path.join(REPO, os.pardir, "shared", "seed")

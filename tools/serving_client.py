@@ -138,7 +138,8 @@ def main(argv):
     print(json.dumps({"file": path, "keypoints": np.round(points, 2).tolist()}))
     if FLAGS.draw_dir:
       from PIL import Image  # pylint: disable=g-import-not-at-top
-      from fkd_tf import io_utils, visualize  # pylint: disable=g-import-not-at-top
+      from fkd_tf.inference import visualize  # pylint: disable=g-import-not-at-top
+      from fkd_tf.utils import io_utils
       picture = np.asarray(Image.open(path).convert("RGB"))
       name = os.path.splitext(os.path.basename(path))[0] + ".png"
       io_utils.save_png(visualize.draw_keypoints(picture, [(points, visualize.PRED_COLOUR)]),

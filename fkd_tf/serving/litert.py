@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NET_SIZE, NORMALISATIONS, NUM_KEYPOINTS
 
 METADATA_FILE = "fkd_tf.json"

@@ -14,7 +14,7 @@ import tempfile
 
 import tensorflow as tf
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 from fkd_tf.serving import fold, litert, versions
 from fkd_tf.serving.module import KeypointServer
 

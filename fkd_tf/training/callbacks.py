@@ -11,7 +11,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf import evaluation, io_utils, run_folder, visualize
+from fkd_tf.evaluation import reports
+from fkd_tf.inference import visualize
+from fkd_tf.serving import run_folder
+from fkd_tf.utils import io_utils
 
 BEST_RECORD = "best.json"  # epoch and value of the best checkpoint, read back on resume
 
@@ -271,7 +274,7 @@ class ValidationFaces(keras.callbacks.Callback):
   def __init__(self, batch, network, augment_config, normalisation, log_dir, png_path):
     super().__init__()
     self.batch = batch
-    self.predict = evaluation.network_predictor(network, augment_config, normalisation)
+    self.predict = reports.network_predictor(network, augment_config, normalisation)
     self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "val_faces"))
     self.png_path = png_path
 

@@ -15,7 +15,8 @@ import time
 from absl import logging
 import tensorflow as tf
 
-from fkd_tf import io_utils, run_folder
+from fkd_tf.serving import run_folder
+from fkd_tf.utils import io_utils
 
 LOCK = ".lock"
 # Settings whose change makes a run's weights (best or backup) mean something else or not

@@ -14,7 +14,9 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from fkd_tf import evaluation, io_utils, run_folder
+from fkd_tf.evaluation import reports
+from fkd_tf.serving import run_folder
+from fkd_tf.utils import io_utils
 from fkd_tf.core import config as config_lib
 from fkd_tf.core import losses, models
 from fkd_tf.core.keypoints import NET_SIZE
@@ -221,18 +223,18 @@ def finish(config, network):
   A refining stage is evaluated on oracle boxes (around the true keypoints, label
   "oracle box"); with --coarse_model_dir the exported cascade is evaluated end to end.
   """
-  predict = evaluation.network_predictor(network, config.augment, config.normalisation)
+  predict = reports.network_predictor(network, config.augment, config.normalisation)
   train_splits = config_lib.train_splits_of(config)
   results = {"trained_on": train_splits, "keep": config.keep}
   splits = ["val", "test"] if config.evaluate_test else ["val"]
   oracle = config.augment.region == "keypoints"
   for split in splits:
-    summary = evaluation.evaluate_split(
+    summary = reports.evaluate_split(
         predict, config.tfrecord_dir, split, os.path.join(config.model_dir, f"eval_{split}"),
         label=config.model + (" (oracle box)" if oracle else ""),
         extra={"framing": "oracle box" if oracle else "whole image",
                "held_out": split not in train_splits})
-    print(evaluation.format_summary(summary) +
+    print(reports.format_summary(summary) +
           ("" if summary["held_out"] else "  (trained on: not held out)"))
     results[split] = summary
   stages = [stage_of(network, config)]
@@ -247,13 +249,13 @@ def finish(config, network):
         warmup_images=run_folder.warmup_images(config.tfrecord_dir))
     print(f"exported SavedModel: {results['export']}")
     if len(stages) > 1:
-      served = evaluation.saved_model_predictor(results["export"])
+      served = reports.saved_model_predictor(results["export"])
       for split in splits:
-        summary = evaluation.evaluate_split(
+        summary = reports.evaluate_split(
             served, config.tfrecord_dir, split,
             os.path.join(config.model_dir, f"eval_cascade_{split}"), label="cascade",
             with_bytes=True, extra={"framing": "cascade, whole image in"})
-        print("cascade " + evaluation.format_summary(summary))
+        print("cascade " + reports.format_summary(summary))
         results[f"cascade_{split}"] = summary
   io_utils.write_json(os.path.join(config.model_dir, "results.json"), results)
   hparams_log.write(config.model_dir, config_to_json(config), results, step=config.epochs)

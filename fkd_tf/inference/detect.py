@@ -63,7 +63,7 @@ def keypoint_boxes_of_regions(regions):
   """Crop regions [K, 4] framed like a training image -> the keypoint boxes they imply.
 
   The inverse of the framing above: a model takes a face box as the face's keypoint box
-  (`fkd_tf.api`), so a region shaped like a training image (a whole face crop, or
+  (`fkd_tf.inference.api`), so a region shaped like a training image (a whole face crop, or
   `crop_regions` of a detection) is handed over as the keypoint box inside it.
   """
   regions = np.asarray(regions, np.float64).reshape(-1, 4)

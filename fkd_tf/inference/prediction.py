@@ -2,7 +2,7 @@
 
 The library under `fkd_tf.predict` (the command line): inputs are walked and checked
 (regular files only, size-limited, formats the model reads), predicted in batches through
-`fkd_tf.api`, and written as per-file JSON / PNG (/ CSV), one CSV or JSONL table, iBUG
+`fkd_tf.inference.api`, and written as per-file JSON / PNG (/ CSV), one CSV or JSONL table, iBUG
 .pts files, or, for videos, a row per frame and an annotated video.
 """
 
@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from fkd_tf import detect, io_utils, visualize
+from fkd_tf.inference import detect, visualize
+from fkd_tf.utils import io_utils
 from fkd_tf.data import decode
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")

@@ -3,7 +3,7 @@
 `inspect_run(...)` writes into its output_dir (default <model_dir>/inspect): filters.png, feature_maps.png,
 filters.txt (each kernel measured and classed as edge, blur or other), worst_faces.png,
 worst_faces.csv and region_errors.png; the same pictures go to TensorBoard under
-<model_dir>/logs/inspect. The command line is `fkd_tf.inspect_run`.
+<model_dir>/logs/inspect. The command line is `fkd_tf.inspect`.
 """
 
 import csv
@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 import tensorflow as tf
 
-from fkd_tf import evaluation, io_utils, visualize
+from fkd_tf.evaluation import reports
+from fkd_tf.inference import visualize
+from fkd_tf.utils import io_utils
 from fkd_tf.core import framing
 from fkd_tf.data import decode, pipeline
 
@@ -130,8 +132,8 @@ def inspect_run(kernels, layer_name, rescale_size, predict_fn, tfrecord_dir, out
 
   Args:
     kernels: [k, k, 1, C] first-layer kernels; rescale_size: the first stage's framing.
-    predict_fn: batch -> keypoints_px (`evaluation.network_predictor` or
-      `evaluation.saved_model_predictor`, which needs with_bytes).
+    predict_fn: batch -> keypoints_px (`reports.network_predictor` or
+      `reports.saved_model_predictor`, which needs with_bytes).
   """
   kernel_info = [classify_kernel(kernels[:, :, 0, i]) for i in range(kernels.shape[-1])]
   lines, counts = summary_lines(kernel_info)
@@ -152,8 +154,8 @@ def inspect_run(kernels, layer_name, rescale_size, predict_fn, tfrecord_dir, out
   maps_png = feature_map_sheet(image_net, feature_maps(image_net, kernels))
   io_utils.save_png(maps_png, os.path.join(output_dir, "feature_maps.png"))
 
-  results = evaluation.collect(dataset, predict_fn)
-  rows = evaluation.per_image_rows(results)
+  results = reports.collect(dataset, predict_fn)
+  rows = reports.per_image_rows(results)
   chosen = worst_faces(rows, worst)
   buffer = io.StringIO()
   writer = csv.DictWriter(buffer, fieldnames=list(chosen[0]))
@@ -173,7 +175,7 @@ def inspect_run(kernels, layer_name, rescale_size, predict_fn, tfrecord_dir, out
                                    results["true_px"][order], results["pred_px"][order],
                                    columns=4, captions=[r["file_name"] for r in chosen])
   io_utils.save_png(worst_png, os.path.join(output_dir, "worst_faces.png"))
-  regions_summary = evaluation.summarise(results["pred_px"], results["true_px"],
+  regions_summary = reports.summarise(results["pred_px"], results["true_px"],
                                        results["image_size"])["nme_io_by_region"]
   region_png = visualize.bar_chart({k: 100 * v for k, v in regions_summary.items()},
                                    f"NME_io by region, % ({split} split)")

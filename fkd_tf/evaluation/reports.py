@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from fkd_tf import io_utils, visualize
+from fkd_tf.inference import visualize
+from fkd_tf.utils import io_utils
 from fkd_tf.core import augment, framing, geometry, losses, metrics
 from fkd_tf.core.keypoints import REGIONS
 from fkd_tf.data import pipeline

@@ -1,10 +1,9 @@
 r"""Looks inside a trained network: first-layer filters, feature maps, worst faces.
 
-  python -m fkd_tf.inspect_run --model_dir=runs/base [--image=face.jpg] [--worst=12]
-  python -m fkd_tf.inspect_run --saved_model=models/fkd_default --output_dir=inspect_shipped
+  python -m fkd_tf.inspect --model_dir=runs/base [--image=face.jpg] [--worst=12]
+  python -m fkd_tf.inspect --saved_model=models/fkd_default --output_dir=inspect_shipped
 
-(Not `inspect`: that name would shadow Python's own module.) See `fkd_tf.inspection`
-for what it writes.
+See `fkd_tf.evaluation.inspection` for what it writes.
 """
 
 import json
@@ -12,7 +11,10 @@ import os
 
 from absl import app, flags
 
-from fkd_tf import common_flags, evaluation, inspection, io_utils, run_folder
+from fkd_tf.cli import common_flags
+from fkd_tf.evaluation import inspection, reports
+from fkd_tf.serving import run_folder
+from fkd_tf.utils import io_utils
 from fkd_tf.serving import versions
 
 FLAGS = flags.FLAGS
@@ -41,7 +43,7 @@ def main(argv):
     network, config = run_folder.load_network(FLAGS.model_dir)
     kernels, layer_name = inspection.first_conv_kernels(network)
     args = dict(rescale_size=config.augment.rescale_size,
-                predict_fn=evaluation.network_predictor(network, config.augment,
+                predict_fn=reports.network_predictor(network, config.augment,
                                                         config.normalisation),
                 tfrecord_dir=FLAGS.tfrecord_dir or config.tfrecord_dir,
                 output_dir=FLAGS.output_dir or os.path.join(FLAGS.model_dir, "inspect"),
@@ -53,7 +55,7 @@ def main(argv):
         os.path.join(saved_model, "assets.extra", "fkd_tf.json")))["stages"][0]
     output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(saved_model), "inspect")
     args = dict(rescale_size=first_stage["rescale_size"],
-                predict_fn=evaluation.saved_model_predictor(saved_model),
+                predict_fn=reports.saved_model_predictor(saved_model),
                 tfrecord_dir=FLAGS.tfrecord_dir or common_flags.DEFAULT_TFRECORD_DIR, output_dir=output_dir,
                 log_dir=os.path.join(output_dir, "logs"), with_bytes=True)
   counts, chosen = inspection.inspect_run(kernels, layer_name, image_bytes=image_bytes,

@@ -10,7 +10,7 @@ import os
 
 import tensorflow as tf
 
-from fkd_tf import io_utils
+from fkd_tf.utils import io_utils
 from fkd_tf.core import config as config_lib
 from fkd_tf.core import models
 from fkd_tf.data import pipeline

@@ -1,0 +1,1 @@
+"""What the command-line modules share: flags defined once, quiet logs. Nothing else imports it."""

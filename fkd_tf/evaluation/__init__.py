@@ -1,0 +1,1 @@
+"""Judging a trained model: reports in original pixels, inspection, speed."""

@@ -1,0 +1,1 @@
+"""Files on any file system TensorFlow serves: atomic writes, hashes, progress bars."""
