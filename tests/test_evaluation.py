@@ -81,3 +81,13 @@ def test_cli_on_the_smoke_export_agrees_with_training(smoke_run, tfrecord_dir, t
   trained = json.load(open(os.path.join(model_dir, "eval_test", "metrics_test.json")))
   np.testing.assert_allclose(served["nme_io"], trained["nme_io"], rtol=1e-5)
   assert "NME_io" in result.stdout
+
+
+def test_progress_in_a_log_or_pipe_has_no_terminal_codes(tfrecord_dir, capsys):
+  dataset = pipeline.make_dataset(tfrecord_dir, "test", 4, training=False, with_names=True,
+                                  cache=False)
+  reports.collect(dataset, lambda batch: batch["keypoints_px"].numpy())
+  printed = capsys.readouterr().out
+  assert "\x1b" not in printed and "\b" not in printed
+  batches = int(dataset.cardinality())
+  assert printed.strip().splitlines()[-1].startswith(f"{batches}/{batches} batches")

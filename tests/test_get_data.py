@@ -1,6 +1,7 @@
 import hashlib
 import os
 import shutil
+import signal
 import zipfile
 
 import pytest
@@ -136,3 +137,32 @@ def test_an_output_dir_inside_the_source_is_refused(raw_dir, tmp_path):
 
 def test_real_data_layout(real_dir):
   assert get_data.check_layout(real_dir) == {"training": 3462, "test": 770}
+
+
+@pytest.fixture
+def no_hang():
+  """Turns a call that blocks for more than 30 s into a TimeoutError (a signal interrupts
+  a blocking open of a named pipe, where a thread could not)."""
+  def give_up(*_):
+    raise TimeoutError("blocked for 30 s")
+  previous = signal.signal(signal.SIGALRM, give_up)
+  signal.alarm(30)
+  yield
+  signal.alarm(0)
+  signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["named pipe", "folder"])
+def test_a_source_image_that_is_not_a_regular_file_is_refused_unopened(raw_dir, tmp_path,
+                                                                       kind, no_hang):
+  source = str(tmp_path / "source")
+  shutil.copytree(raw_dir, source)
+  name = sorted(os.listdir(os.path.join(source, "training")))[4]
+  path = os.path.join(source, "training", name)
+  os.remove(path)
+  os.mkfifo(path) if kind == "named pipe" else os.mkdir(path)
+  out = str(tmp_path / "raw")
+  with pytest.raises(get_data.DataError,
+                     match=f"^{path} is a {kind}, not an image file; refusing to open it$"):
+    get_data.get_data(out, source=source, expected=_expected(raw_dir))
+  assert not os.path.exists(out)

@@ -78,10 +78,22 @@ def test_kernels_read_from_an_export_are_the_networks(tmp_path):
   np.testing.assert_array_equal(kernels, inspection.first_conv_kernels(network)[0])
 
 
-def test_cli_on_a_saved_model(smoke_run, tfrecord_dir, tmp_path):
+def test_cli_on_a_saved_model_writes_under_the_current_folder(smoke_run, tfrecord_dir,
+                                                              tmp_path):
+  """Without --output_dir the reports go to ./inspect_<export name>, never beside the
+  export (the shipped model's is inside the installed package)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
   model_dir, _ = smoke_run
-  result = run_module("fkd_tf.inspect", f"--saved_model={model_dir}/export",
-                      f"--tfrecord_dir={tfrecord_dir}", f"--output_dir={tmp_path}", "--worst=3")
+  before = sorted(os.listdir(model_dir))
+  result = subprocess.run(
+      [sys.executable, "-m", "fkd_tf.inspect", f"--saved_model={model_dir}/export",
+       f"--tfrecord_dir={tfrecord_dir}", "--worst=3"], cwd=tmp_path,
+      env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
+      text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "first layer:" in result.stdout
-  assert len(list(csv.DictReader(open(tmp_path / "worst_faces.csv")))) == 3
+  out = tmp_path / f"inspect_{os.path.basename(model_dir)}"
+  assert len(list(csv.DictReader(open(out / "worst_faces.csv")))) == 3
+  assert sorted(os.listdir(model_dir)) == before

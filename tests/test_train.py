@@ -131,3 +131,36 @@ def test_coarse_model_needs_a_refining_region(tmp_path):
                       f"--coarse_model_dir={tmp_path}", f"--model_dir={tmp_path / 'r'}")
   assert result.returncode != 0 and "--coarse_model_dir needs --region=keypoints" in (
       result.stderr)
+
+
+def test_export_failures_are_one_line_naming_the_flag(smoke_run, tmp_path):
+  """Row 11: a read-only export folder, a full disk, or no data/tfrecords where export
+  runs (its default for the warm-up images): one line, or an export without warm-up."""
+  import errno  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  from fkd_tf import export  # pylint: disable=g-import-not-at-top
+  model_dir, _ = smoke_run
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+  # Outside a checkout: no data/tfrecords, so no warm-up requests, and one warning.
+  result = subprocess.run([sys.executable, "-m", "fkd_tf.export", f"--model_dirs={model_dir}",
+                           "--export_base=out"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "no warm-up requests in the export: --tfrecord_dir=data/tfrecords" in result.stderr
+  assert os.path.exists(tmp_path / "out" / "1" / "saved_model.pb")
+  assert not os.path.exists(tmp_path / "out" / "1" / "assets.extra" / "tf_serving_warmup_requests")
+  # A folder that cannot be written (/proc is read-only even for root).
+  result = subprocess.run([sys.executable, "-m", "fkd_tf.export", f"--model_dirs={model_dir}",
+                           "--export_base=/proc/fkd_export", "--tfrecord_dir="], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: --export_base=/proc/fkd_export: cannot write"), last
+  assert "Traceback" not in result.stderr
+  # A full disk, as the OSError a write raises then.
+  full = OSError(errno.ENOSPC, "No space left on device", "out/.tmp-2-7/variables")
+  assert export.os_error_line(full, "export_base", "out") == (
+      "error: --export_base=out: cannot write: No space left on device "
+      "(out/.tmp-2-7/variables); free some space or choose another folder")

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -191,12 +192,14 @@ def test_a_run_on_a_remote_file_system_stops_resumes_exports_and_loads(tfrecord_
   _copy_tree_to(tfrecord_dir, remote_records)
   # A NaN at step 7 (epoch 3) stops the run; the backup of epoch 2 stays on ram://.
   with pytest.raises(FloatingPointError, match="resumes from epoch 3"):
-    train_lib.train_and_evaluate(_config(remote_records, model_dir, debug_nan_at_step=7))
+    train_lib.train_and_evaluate(_config(remote_records, model_dir, debug_nan_at_step=7),
+                                 allow_memory_folder=True)
   with tf.io.gfile.GFile(f"{model_dir}/backup/training_metadata.json") as f:
     assert json.load(f)["epoch"] == 2
   assert not tf.io.gfile.exists(f"{model_dir}/.lock")
   capsys.readouterr()
-  results = train_lib.train_and_evaluate(_config(remote_records, model_dir))
+  results = train_lib.train_and_evaluate(_config(remote_records, model_dir),
+                                         allow_memory_folder=True)
   out = capsys.readouterr().out
   assert "Epoch 3/3" in out and "Epoch 1/3" not in out  # resumed from the ram:// backup
   for name in ("config.json", "dataset_info.json", "best.json",
@@ -232,9 +235,91 @@ def test_init_from_starts_from_a_finished_runs_network(tfrecord_dir, tmp_path, c
   assert abs(fresh["val"]["nme_io"] - kept) > 1e-3  # a fresh start is somewhere else
   # Another network, or a missing run, is refused before the new folder is written.
   for bad, message in ((dict(model="fknet"), "--model=tiny, this run with --model=fknet"),
-                       (dict(init_from=str(tmp_path / "none")), "--init_from: ")):
+                       (dict(init_from=str(tmp_path / "none")), "--init_from=.*none: ")):
     model_dir = str(tmp_path / f"bad_{len(message)}")
     with pytest.raises(run_folder.RunFolderError, match=message):
       train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, **{
           "init_from": first, **tiny_steps, **bad}))
     assert not os.path.exists(model_dir)
+
+
+def _snapshot(folder):
+  """{relative path: (size, mtime_ns, first bytes)} of every file under folder."""
+  files = {}
+  for root, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        head = f.read(4096)
+      files[os.path.relpath(path, folder)] = (os.path.getsize(path),
+                                              os.stat(path).st_mtime_ns, head)
+  return files
+
+
+def test_a_finished_run_is_left_alone_and_more_epochs_continue_it(tfrecord_dir, tmp_path,
+                                                                  capsys):
+  model_dir = str(tmp_path / "run")
+  settings = dict(epochs=2, evaluate_test=False)
+  train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, **settings),
+                               flags_text="--epochs=2\n")
+  before = _snapshot(model_dir)
+  assert "export/1/saved_model.pb" in before and "backup/training_metadata.json" in before
+  # The same command again, even with another learning rate: refused, nothing touched.
+  for again in (settings, dict(settings, learning_rate=1e-4)):
+    with pytest.raises(run_guard.RunFinished,
+                       match=rf"^{model_dir} is finished \(2/2 epochs\): nothing to do; raise "
+                             "--epochs to continue or choose another --model_dir$"):
+      train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, **again),
+                                   flags_text="--epochs=2\n")
+    assert _snapshot(model_dir) == before
+  with pytest.raises(run_guard.RunFinished, match=r"finished \(2 epochs, --epochs=1 asks"):
+    train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, epochs=1))
+  assert _snapshot(model_dir) == before
+  # More epochs continue after the last one: one more epoch trained, logged and exported.
+  capsys.readouterr()
+  results = train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, epochs=3,
+                                                 evaluate_test=False))
+  out = capsys.readouterr().out
+  assert "Epoch 3/3" in out and "Epoch 1/3" not in out and "Epoch 2/3" not in out
+  with open(os.path.join(model_dir, "training_log.csv")) as f:
+    assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+  assert results["epochs"] == 3 and results["export"] == os.path.join(model_dir, "export", "2")
+  # Killed after its last epoch, before results.json: a rerun trains nothing, only finishes.
+  os.remove(os.path.join(model_dir, run_guard.RESULTS))
+  capsys.readouterr()
+  results = train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, epochs=3,
+                                                 evaluate_test=False, export=False))
+  assert "Epoch " not in capsys.readouterr().out and results["epochs"] == 3
+  with open(os.path.join(model_dir, "training_log.csv")) as f:
+    assert len(list(csv.DictReader(f))) == 3
+
+
+def test_a_damaged_init_from_is_refused_by_name_before_anything_is_written(tfrecord_dir,
+                                                                           tmp_path):
+  source, rerun = str(tmp_path / "source"), str(tmp_path / "rerun")
+  train_lib.train_and_evaluate(_config(tfrecord_dir, source, epochs=1, export=False,
+                                       evaluate_test=False), flags_text="--epochs=1\n")
+  shutil.copytree(source, rerun)  # a finished run, to be rerun from a damaged source
+  weights = os.path.join(source, run_folder.BEST_WEIGHTS)
+  with open(weights, "r+b") as f:
+    f.truncate(os.path.getsize(weights) // 2)  # a copy that stopped half way
+  kept = {name: open(os.path.join(rerun, name)).read() for name in ("config.json",
+                                                                    "flags.txt")}
+  for model_dir in (rerun, str(tmp_path / "new")):
+    with pytest.raises(run_folder.RunFolderError,
+                       match=rf"^--init_from={source}: {weights} is not a readable weights "
+                             "file, truncated or damaged"):
+      train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir, init_from=source,
+                                           epochs=4, learning_rate=1e-4),
+                                   flags_text="--epochs=4\n--learning_rate=0.0001\n")
+  assert {name: open(os.path.join(rerun, name)).read() for name in kept} == kept
+  assert not os.path.exists(str(tmp_path / "new"))
+
+
+def test_a_model_dir_in_memory_is_refused(tfrecord_dir):
+  model_dir = f"ram://vanishing_{os.getpid()}/run"
+  with pytest.raises(run_folder.RunFolderError,
+                     match=rf"^--model_dir={model_dir} is in memory \(ram://\): the run and its "
+                           "export would vanish when training ends"):
+    train_lib.train_and_evaluate(_config(tfrecord_dir, model_dir))
+  assert not tf.io.gfile.exists(model_dir)

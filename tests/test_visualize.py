@@ -1,6 +1,7 @@
 import numpy as np
 
 from fkd_tf.inference import visualize
+import fakes
 
 
 def test_points_land_where_the_keypoints_are():
@@ -93,3 +94,24 @@ def test_face_panel_tiles_each_face_under_a_legend_and_labels_its_error():
   np.testing.assert_array_equal(sheet[:96, 96:192], np.asarray(expected[1]))
   assert sheet[96:, 96:].max() == 0  # five faces: the second row has one tile
   assert (np.asarray(panel)[:strip] == visualize.PRED_COLOUR).all(axis=-1).any()  # legend
+
+
+def test_draw_faces_draws_detect_records_and_predict_json_alike():
+  from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top
+  image = np.zeros((120, 160, 3), np.uint8)
+  points = fakes.face_template() * 60 + 30
+  face = api.Face((25.0, 20.0, 95.0, 100.0), 0.87, points.astype(np.float32))
+  drawn = np.asarray(visualize.draw_faces(image, [face], upscale=2))
+  assert drawn.shape == (240, 320, 3)
+  assert tuple(drawn[2 * 60, 2 * 25]) == visualize.BOX_COLOUR  # the box's left edge
+  x, y = (points[30] * 2).astype(int)
+  assert tuple(drawn[y, x]) == visualize.PRED_COLOUR  # a keypoint
+  as_json = {"box": list(face.box), "score": 0.87, "keypoints": points.tolist()}
+  np.testing.assert_array_equal(np.asarray(visualize.draw_faces(image, [as_json], upscale=2)),
+                                drawn)
+  no_box = np.asarray(visualize.draw_faces(image, [face], upscale=2, boxes=False))
+  assert tuple(no_box[2 * 60, 2 * 25]) != visualize.BOX_COLOUR
+  # draw_keypoints takes a result as it comes: Faces or predict's [N, 68, 2].
+  np.testing.assert_array_equal(
+      np.asarray(visualize.draw_keypoints(image, [face], upscale=1)),
+      np.asarray(visualize.draw_keypoints(image, points[np.newaxis], upscale=1)))

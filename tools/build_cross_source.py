@@ -22,13 +22,14 @@ import shutil
 import sys
 import xml.etree.ElementTree as ElementTree
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 from PIL import Image
 
 from fkd_tf.utils import io_utils
 from fkd_tf.core.keypoints import NUM_KEYPOINTS, person_id
 from fkd_tf.data import records
+from fkd_tf.cli import command
 # Relative: installed, this folder is the package fkd_tf_tools, not tools.
 from . import convert_to_tfrecord
 
@@ -279,8 +280,7 @@ def main(argv):
 
 def run():
   """The command; no console script, since the sources exist only in a checkout."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ import math
 import os
 import re
 import shutil
+import stat
 import sys
 import warnings
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -27,6 +28,7 @@ import tensorflow as tf
 from fkd_tf.utils import io_utils
 from fkd_tf.core.keypoints import NUM_KEYPOINTS, person_id
 from fkd_tf.data import records
+from fkd_tf.cli import command
 
 CSV_FILES = {"train": ("training_frames_keypoints.csv", "training"),
              "test": ("test_frames_keypoints.csv", "test")}
@@ -36,6 +38,14 @@ MIN_IMAGE_SIDE = 16
 # while refusing a small file that decodes to gigabytes (training would die on it later
 # with "image is too large", naming no file).
 MAX_IMAGE_SIDE = 4096
+# The data set's largest image file is 242 KB; a 4096x4096 RGBA PNG stored without
+# compression about 64 MiB. A larger file is refused from its size, before it is read (an
+# 8 GB sparse file was read whole, into a MemoryError).
+MAX_IMAGE_BYTES = 64 << 20
+# How far keypoints may lie outside their image, as a share of its side: the data set's
+# farthest is 9.9 % (Eliza_Dushku_21.jpg's jaw, x = -23 in a 233 px wide image); 1e30 or
+# -3e38 is a broken row, and would shift the mean shape.
+KEYPOINT_MARGIN = 0.5
 # A first cell ending like this means the first row is a face, not the header.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
@@ -182,12 +192,58 @@ def _check_size(image_path, where, width, height):
                           f"{MIN_IMAGE_SIDE} px on a side")
 
 
+def _file_kind(mode):
+  kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+           (stat.S_ISSOCK, "a socket"))
+  return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+def _read_image_file(image_path, where):
+  """The file's bytes, after checking from its metadata alone that it is a regular file
+  of at most MAX_IMAGE_BYTES (a named pipe would block the read, a huge file fill memory)."""
+  try:
+    info = os.stat(image_path)
+  except FileNotFoundError:
+    raise ConversionError(f"{where}: image {image_path} not found") from None
+  except OSError as e:
+    raise ConversionError(f"{where}: image {image_path} cannot be read "
+                          f"({e.strerror or e})") from None
+  if not stat.S_ISREG(info.st_mode):
+    raise ConversionError(f"{where}: image {image_path} is {_file_kind(info.st_mode)}, not "
+                          "a regular file")
+  if info.st_size > MAX_IMAGE_BYTES:
+    raise ConversionError(f"{where}: image {image_path} is {info.st_size} bytes, more than "
+                          f"the {MAX_IMAGE_BYTES} allowed")
+  with open(image_path, "rb") as f:
+    image_bytes = f.read(MAX_IMAGE_BYTES + 1)  # the file may have grown since
+  if len(image_bytes) > MAX_IMAGE_BYTES:
+    raise ConversionError(f"{where}: image {image_path} is more than {MAX_IMAGE_BYTES} "
+                          "bytes")
+  return image_bytes
+
+
+def check_keypoints_near_image(keypoints, height, width, where):
+  """Refuses keypoints more than KEYPOINT_MARGIN of the image's side outside it.
+
+  keypoints: [136] x0, y0, ..., x67, y67 in pixels of the image.
+  """
+  points = np.asarray(keypoints, np.float64).reshape(-1, 2)
+  size = np.array([width, height], np.float64)
+  low, high = -KEYPOINT_MARGIN * size, (1 + KEYPOINT_MARGIN) * size
+  outside = ~((points >= low) & (points <= high))  # NaN is outside too
+  if outside.any():
+    point, axis = (int(i) for i in np.argwhere(outside)[0])
+    raise ConversionError(
+        f"{where}: keypoint {point} {'xy'[axis]} = {points[point, axis]:g} (CSV column "
+        f"{2 * point + axis + 1}) lies far outside the {width}x{height} image (allowed "
+        f"{low[axis]:g} .. {high[axis]:g}, {KEYPOINT_MARGIN:.0%} of its side beyond each "
+        "edge)")
+
+
 def load_image(image_path, where):
   """Reads and decodes one image by content; returns (bytes, height, width)."""
-  if not os.path.isfile(image_path):
-    raise ConversionError(f"{where}: image {image_path} not found")
-  with open(image_path, "rb") as f:
-    image_bytes = f.read()
+  image_bytes = _read_image_file(image_path, where)
   if not image_bytes:
     raise ConversionError(f"{where}: image {image_path} is empty (0 bytes)")
   _refuse_large_header(image_bytes, image_path, where)
@@ -264,12 +320,17 @@ def convert(data_dir, output_dir, val_fraction=0.1, split_seed=0, examples_per_s
 
   val_persons = split_persons([person_id(f[1]) for f in faces["train"]], val_fraction,
                               split_seed)
-  progress = io_utils.progress_bar(sum(len(v) for v in faces.values()) * 2, "face")
+  face_count = sum(len(v) for v in faces.values())
+  # One bar per pass, each counting every face once (a single bar over both passes
+  # counted 8464 "faces" for the data set's 4232).
+  print(f"reading and checking {face_count} faces")
+  progress = io_utils.progress_bar(face_count, "face")
   examples = {"train": [], "val": [], "test": []}
   train_keypoints, max_size = [], [0, 0]
   for split, rows in faces.items():
     for line, name, kps, image_path, where in rows:
       image_bytes, height, width = load_image(image_path, where)
+      check_keypoints_near_image(kps, height, width, where)
       person = person_id(name)
       target = "val" if split == "train" and person in val_persons else split
       examples[target].append(records.make_example(image_bytes, height, width, name, person,
@@ -285,6 +346,8 @@ def convert(data_dir, output_dir, val_fraction=0.1, split_seed=0, examples_per_s
   _remove_stale_partials(parent, prefix)
   partial = os.path.join(parent, f"{prefix}{os.getpid()}")
   os.makedirs(partial)
+  print(f"writing {face_count} faces into shards")
+  progress = io_utils.progress_bar(face_count, "face")
   try:
     splits = {split: write_split(examples[split], partial, split, examples_per_shard,
                                  progress) for split in records.SPLITS}
@@ -393,8 +456,7 @@ def main(argv):
 
 def run():
   """The `fkd-convert` console command."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ test images), every image must be a readable picture, and the result appears und
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import zipfile
 
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
 from fkd_tf.utils import io_utils
+from fkd_tf.cli import command
 
 OFFICIAL_URL = ("https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/"
                 "5aea1b91_train-test-data/train-test-data.zip")
@@ -49,7 +51,17 @@ def check_images(image_dir, shown_as=None):
       continue
     path = os.path.join(image_dir, name)
     shown = os.path.join(shown_as, name) if shown_as else path
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    try:
+      mode = os.stat(path).st_mode  # follows a link, as opening would
+    except OSError as e:
+      raise DataError(f"{shown} cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+      # Opening a named pipe blocks until something writes into it: forever, here.
+      kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+              else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
+              if stat.S_ISSOCK(mode) else "not a regular file")
+      raise DataError(f"{shown} is {kind}, not an image file; refusing to open it")
+    if os.path.getsize(path) == 0:
       raise DataError(f"{shown} is empty (0 bytes)")
     try:
       with Image.open(path) as image:
@@ -233,8 +245,7 @@ def main(argv):
 
 def run():
   """The `fkd-get-data` console command."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

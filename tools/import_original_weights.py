@@ -24,13 +24,8 @@ import tempfile
 from absl import app, flags
 import numpy as np
 
-from fkd_tf.serving import run_folder
+from fkd_tf.cli import command
 from fkd_tf.utils import io_utils
-from fkd_tf.core import config as config_lib
-from fkd_tf.core import models
-from fkd_tf.core.augment import AugmentConfig
-from fkd_tf.data import records
-from fkd_tf.training import train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_FLAGS = os.path.join(REPO, "configs", "base.flags")
@@ -132,53 +127,21 @@ def set_original_weights(network, arrays):
     layer.set_weights(values)
 
 
-def _flag_value(name, text, default):
-  """A flagfile value converted to the type of the setting's default."""
-  if isinstance(default, bool):
-    if text.lower() not in ("true", "false", "1", "0"):
-      raise ValueError(f"--{name}={text!r}: expected true or false")
-    return text.lower() in ("true", "1")
-  try:
-    return type(default)(text)
-  except ValueError:
-    raise ValueError(f"--{name}={text!r}: expected a {type(default).__name__}") from None
-
-
 def config_from_flagfile(flagfile, model_dir, tfrecord_dir):
   """The TrainConfig that `fkd_tf.train --flagfile=<flagfile> --model_dir --tfrecord_dir`
-  builds (flagfile lines: --name=value, --name / --noname for booleans, # comments).
+  builds, read by the trainer's own flag definitions (`fkd_tf.cli.train_flags`).
 
   Raises:
-    ValueError naming an unknown setting or a bad value.
+    ValueError naming the flagfile and an unknown setting, a bad value or a bad setting.
   """
-  augment_defaults = dataclasses.asdict(AugmentConfig())
-  train_defaults = dataclasses.asdict(config_lib.TrainConfig(tfrecord_dir="", model_dir=""))
-  del train_defaults["augment"]
-  defaults = {**train_defaults, **augment_defaults}
-  values = {}
-  with open(flagfile) as f:
-    lines = [line.strip() for line in f]
-  for line in lines:
-    if not line or line.startswith("#"):
-      continue
-    if not line.startswith("--"):
-      raise ValueError(f"{flagfile}: cannot read line {line!r}")
-    name, has_value, text = line[2:].partition("=")
-    if not has_value and isinstance(defaults.get(name), bool):
-      text = "true"
-    elif not has_value and isinstance(defaults.get(name[2:]), bool) and name.startswith("no"):
-      name, text = name[2:], "false"
-    if name not in defaults:
-      raise ValueError(f"{flagfile}: unknown setting --{name}")
-    values[name] = _flag_value(name, text, defaults[name])
-  values.update(model_dir=model_dir, tfrecord_dir=tfrecord_dir)
-  augment = AugmentConfig(**{k: v for k, v in values.items() if k in augment_defaults})
-  config = config_lib.TrainConfig(
-      augment=augment, **{k: v for k, v in values.items() if k in train_defaults})
-  problems = config_lib.check(config)
-  if problems:
-    raise ValueError(f"{flagfile}: bad settings:\n  " + "\n  ".join(problems))
-  return config
+  # pylint: disable=g-import-not-at-top  (TensorFlow only once there is work: a fast --help)
+  from absl import app as absl_app
+  from fkd_tf.cli import train_flags
+  try:
+    return train_flags.config_from_flagfile(flagfile, model_dir=model_dir,
+                                            tfrecord_dir=tfrecord_dir)
+  except (flags.Error, absl_app.UsageError) as e:
+    raise ValueError(f"{flagfile}: {e}") from None
 
 
 def flags_text(config):
@@ -195,6 +158,10 @@ def write_run_folder(folder, config, arrays, dataset_info, provenance):
   best.weights.h5 holds the network's own weights, as training's checkpoint does, so
   `run_folder.load_network` (models.build + load_weights) reads it back.
   """
+  # pylint: disable=g-import-not-at-top  (TensorFlow only once there is work: a fast --help)
+  from fkd_tf.core import models
+  from fkd_tf.serving import run_folder
+  from fkd_tf.training import train_lib
   network = models.build(config.model)
   set_original_weights(network, arrays)
   with io_utils.atomic_path(os.path.join(folder, run_folder.BEST_WEIGHTS),
@@ -222,6 +189,7 @@ def import_weights(npz_path, model_dir, tfrecord_dir, flagfile=BASE_FLAGS, overw
   Raises:
     ValueError for bad weights or settings; FileExistsError; records.DatasetError.
   """
+  from fkd_tf.data import records  # pylint: disable=g-import-not-at-top  (TensorFlow)
   if os.path.lexists(model_dir) and not overwrite:
     raise FileExistsError(f"{model_dir!r} exists; pass --overwrite to replace it")
   arrays = read_original_weights(npz_path)
@@ -280,8 +248,7 @@ def main(argv):
 
 def run():
   """The `fkd-import-original` console command."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

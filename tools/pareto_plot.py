@@ -11,10 +11,11 @@ NME_io and dlib's time (ratio 1.0), the issue's bars.
 import json
 import math
 
-from absl import app, flags
+from absl import flags
 from PIL import Image, ImageDraw
 
 from fkd_tf.utils import io_utils
+from fkd_tf.cli import command
 
 MEDIAPIPE_VAL_NME = 0.0668  # the independent evaluator's MediaPipe figure on val
 
@@ -103,8 +104,7 @@ def main(argv):
 
 def run():
   """The `fkd-pareto-plot` console command."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

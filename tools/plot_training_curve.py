@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from fkd_tf.serving import run_folder
 from fkd_tf.utils import io_utils
+from fkd_tf.cli import command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_DIR = os.path.join(REPO, os.pardir, "shared", "seed")
@@ -238,8 +239,7 @@ def main(argv):
 
 def run():
   """The `fkd-plot-curve` console command."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

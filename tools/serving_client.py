@@ -17,6 +17,7 @@ from absl import app, flags
 import numpy as np
 
 from fkd_tf.core.keypoints import NUM_KEYPOINTS
+from fkd_tf.cli import command
 
 # Enough of an unexpected body (an HTML error page) to recognise it.
 MAX_SHOWN_CHARS = 500
@@ -148,8 +149,7 @@ def main(argv):
 
 def run():
   """The `fkd-serving-client` console command."""
-  define_flags()
-  app.run(main)
+  command.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -15,31 +15,48 @@ from fkd_tf.core import framing, geometry
 from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NET_SIZE
 
 
+def _setting(default, help_text):
+  """A field with its flag's help: `fkd_tf.train` defines its flags from these."""
+  return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-  """Ranges of the random changes; the defaults change nothing but the original's crop."""
-  rescale_size: float = 100.0  # shorter side of the region before the 90x90 crop
-  random_crop: bool = True  # the original's RandomCrop: crop anywhere along the slack
+  """Ranges of the random changes; the defaults change nothing but the original's crop.
+
+  Each field's metadata["help"] is its flag's help (`--<name>`, no prefix).
+  """
+  rescale_size: float = _setting(100.0, "Shorter side of the image after rescaling, before "
+                                 "the 90x90 crop (the original: 100).")
+  random_crop: bool = _setting(True, "Place the training crop uniformly along the slack "
+                               "(the original's RandomCrop); evaluation always centres it.")
   # Whole-pixel rescaled sizes and crop offsets, as the original's numpy code had them
   # (`geometry.frame_matrix`); evaluation and serving frame so too.
-  original_rounding: bool = False
-  max_rotation_deg: float = 0.0
-  min_scale: float = 1.0
-  max_scale: float = 1.0
-  max_shift: float = 0.0  # net pixels, each axis
-  flip_prob: float = 0.0
-  brightness: float = 0.0  # max absolute change added, images in [0, 1]
-  contrast: float = 0.0  # factor drawn from [1 - contrast, 1 + contrast]
-  gamma: float = 0.0  # exponent drawn from exp([-gamma, gamma])
-  blur_prob: float = 0.0
-  blur_sigma: float = 1.0  # net pixels
-  erase_prob: float = 0.0
-  erase_max_fraction: float = 0.4  # of the net side, each axis
-  # Which part of the image is framed: the whole "image" (the original), or a square of
-  # region_margin x the keypoint box ("keypoints": the refining stage of a cascade, fed
-  # at serving time by the coarse stage's keypoints).
-  region: str = "image"
-  region_margin: float = 1.25
+  original_rounding: bool = _setting(False, "Frame in whole pixels as the original's numpy "
+                                     "code did: int() of each rescaled side, integer crop "
+                                     "offsets (training: 0 .. slack-1, evaluation and "
+                                     "serving: slack // 2).")
+  max_rotation_deg: float = _setting(0.0, "Random rotation range, degrees, +-.")
+  min_scale: float = _setting(1.0, "Smallest random zoom of the net frame (1: none).")
+  max_scale: float = _setting(1.0, "Largest random zoom of the net frame (1: none).")
+  max_shift: float = _setting(0.0, "Random translation range, net pixels, +- on each axis.")
+  flip_prob: float = _setting(0.0, "Probability of a horizontal flip (with the 68-point "
+                              "left/right swap).")
+  brightness: float = _setting(0.0, "Random brightness change range, +- (images in "
+                               "[0, 1]).")
+  contrast: float = _setting(0.0, "Random contrast factor range, 1 +- this.")
+  gamma: float = _setting(0.0, "Random gamma exponent range, exp(+- this).")
+  blur_prob: float = _setting(0.0, "Probability of a Gaussian blur.")
+  blur_sigma: float = _setting(1.0, "Sigma of that blur, net pixels.")
+  erase_prob: float = _setting(0.0, "Probability of erasing one random rectangle.")
+  erase_max_fraction: float = _setting(0.4, "Largest erased side, as a fraction of the "
+                                       "90 px frame.")
+  # The refining stage of a cascade is fed at serving time by the coarse stage's keypoints.
+  region: str = _setting("image", "What is framed: 'image' (the whole image, the original) "
+                         "or 'keypoints' (a square around the keypoints: a cascade's "
+                         "refining stage).")
+  region_margin: float = _setting(1.25, "Side of the 'keypoints' square over the keypoint "
+                                  "box's larger side.")
 
   def __post_init__(self):
     problems = self.problems()
@@ -183,7 +200,10 @@ def _random_erase(images, seeds, config):
   inside = rows[:, :, tf.newaxis] & cols[:, tf.newaxis, :]
   chosen = _bernoulli(seeds[4], batch_size, config.erase_prob)
   inside = inside & chosen[:, tf.newaxis, tf.newaxis]
-  fill = tf.random.stateless_uniform([batch_size, 1, 1], seeds[4])
+  # Its own stream: drawn from `chosen`'s seed, the grey level of an erased patch was
+  # that image's Bernoulli draw, always below erase_prob (near black at 0.2).
+  fill = tf.random.stateless_uniform([batch_size, 1, 1],
+                                     tf.random.experimental.stateless_fold_in(seeds[4], 1))
   return tf.where(inside[..., tf.newaxis], fill[..., tf.newaxis], images)
 
 

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from fkd_tf.core import losses, models
+from fkd_tf.core import losses, models, pretrained
 from fkd_tf.core.augment import AugmentConfig
 from fkd_tf.core.keypoints import NORMALISATIONS
 
@@ -14,46 +14,71 @@ BIAS_INITS = ("zeros", "torch")
 KEEPS = ("best", "last")
 
 
+def _setting(default=dataclasses.MISSING, help_text=""):
+  """A field with its flag's help: `fkd_tf.train` defines its flags from these."""
+  return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  tfrecord_dir: str
-  model_dir: str
-  model: str = "ppbnet"
-  loss: str = "huber"
-  huber_delta: float = 1.0
-  normalisation: str = "original"
-  epochs: int = 50
-  batch_size: int = 64
-  learning_rate: float = 1e-4
-  lr_schedule: str = "constant"
-  weight_decay: float = 0.0
-  seed: int = 0
-  augment: AugmentConfig = AugmentConfig()
-  mixed_precision: bool = False  # bfloat16 on CPUs, float16 on GPUs
-  jit_compile: bool = False
-  steps_per_execution: int = 1
-  strategy: str = "default"
-  max_train_examples: int = 0  # 0: all; a positive number trains on a prefix (smoke runs)
-  # Comma-separated splits trained on. "train,val" is all 3462 training images, as the
-  # original trained; val is still evaluated each epoch, but is then no held-out figure.
-  train_splits: str = "train"
-  # "torch": ppbnet's biases drawn as PyTorch's default, U(+-1/sqrt(fan_in)); "zeros": Keras'.
-  bias_init: str = "zeros"
+  """A run's settings; each field's metadata["help"] is its flag's help (`--<name>`)."""
+  tfrecord_dir: str = _setting(help_text="Folder of shards and dataset_info.json written "
+                               "by tools.convert_to_tfrecord.")
+  model_dir: str = _setting(help_text="Run folder: checkpoints, logs, reports, export.")
+  model: str = _setting("ppbnet", f"Network: one of {sorted(models.MODELS)}.")
+  loss: str = _setting("huber", f"Loss: one of {sorted(losses.LOSSES)}.")
+  huber_delta: float = _setting(1.0, "Huber delta (SmoothL1 beta).")
+  normalisation: str = _setting("original", "Keypoint normalisation: one of "
+                                f"{sorted(NORMALISATIONS)}.")
+  epochs: int = _setting(50, "Passes over the training split.")
+  batch_size: int = _setting(64, "Global batch size.")
+  learning_rate: float = _setting(1e-4, "Peak learning rate.")
+  lr_schedule: str = _setting("constant", f"Learning-rate schedule: one of {SCHEDULES}.")
+  weight_decay: float = _setting(0.0, "AdamW decoupled weight decay; 0 keeps plain Adam.")
+  seed: int = _setting(0, "Seed of initialisation, shuffling and augmentation.")
+  augment: AugmentConfig = _setting(AugmentConfig(), "Framing and augmentation (flags "
+                                    "named after AugmentConfig's fields).")
+  mixed_precision: bool = _setting(False, "Compute in bfloat16 on CPUs, float16 on GPUs "
+                                   "(variables and the output layer stay float32).")
+  jit_compile: bool = _setting(False, "XLA-compile the network's forward and backward pass "
+                               "(the augmentation's warp has no XLA kernel).")
+  steps_per_execution: int = _setting(1, "Train steps per tf.function call.")
+  strategy: str = _setting("default", f"tf.distribute strategy: one of {STRATEGIES}.")
+  max_train_examples: int = _setting(0, "Train on only this many faces (0: all); for "
+                                     "smoke runs.")
+  train_splits: str = _setting("train", "Comma-separated splits to train on: 'train', or "
+                               "'train,val' (all 3462 training images, as the original; "
+                               "val is then still evaluated but not held out, and needs "
+                               "--keep=last).")
+  bias_init: str = _setting("zeros", f"Initial biases, one of {BIAS_INITS}: 'torch' draws "
+                            "ppbnet's as PyTorch's default U(+-1/sqrt(fan_in)).")
   # Keras adds epsilon to sqrt(v) before the bias correction, PyTorch after it, so Keras'
   # e acts as PyTorch's e / sqrt(1 - beta2^t): for 1e-8, 3.2e-7 at step 1, 1.6e-8 at step
   # 500, 1.03e-8 at the original's last (2750). Either is far below sqrt(v) of almost
   # every weight, so 1e-8 here trains as the original's 1e-8 (PyTorch's default).
-  adam_epsilon: float = 1e-7
-  # Which epoch's network the run keeps: "best" on val NME_io, or the "last" (the original).
-  keep: str = "best"
-  evaluate_test: bool = True
-  export: bool = True
-  debug_nan_at_step: int = -1  # test hook: make the loss NaN at this step
-  coarse_model_dir: str = ""  # a finished whole-image run: this run refines its keypoints
-  # A finished run whose kept network starts this one (fine-tuning, a longer schedule);
-  # a run resuming from its own backup continues from that instead.
-  init_from: str = ""
-
+  adam_epsilon: float = _setting(1e-7, "Adam's epsilon. Keras adds it before the bias "
+                                 "correction, PyTorch after, so 1e-8 here acts as "
+                                 "PyTorch's 1.6e-8 at step 500 and 1.03e-8 at step 2750 "
+                                 "(the original: 1e-8).")
+  keep: str = _setting("best", f"Which epoch's network the run keeps, one of {KEEPS}: the "
+                       "best on val NME_io, or the last (the original).")
+  evaluate_test: bool = _setting(True, "Evaluate the chosen model on the test split at the "
+                                 "end.")
+  export: bool = _setting(True, "Export a SavedModel at the end.")
+  debug_nan_at_step: int = _setting(-1, "Fault injection for tests: the loss of this step "
+                                    "becomes NaN.")
+  coarse_model_dir: str = _setting("", "A finished whole-image run; with --region=keypoints "
+                                   "this run trains the refining stage and exports the two "
+                                   "as one cascade SavedModel.")
+  init_from: str = _setting("", "A finished run (same --model and --normalisation) whose "
+                            "kept network starts this run instead of a fresh "
+                            "initialisation: fine-tuning, or a longer schedule. A rerun "
+                            "that resumes from its backup ignores it.")
+  pretrained: str = _setting("", "Pretrained weights a new run starts from, one of "
+                             f"{sorted(pretrained.SOURCES)}, its head fitted by ridge "
+                             "regression first; '' trains from scratch.")
+  freeze_until: str = _setting("", "With --pretrained: layers up to and including this one "
+                               "are not trained.")
 
 def check(config):
   """Returns a list of problems, each naming its setting; empty when the config is sound."""
@@ -75,6 +100,12 @@ def check(config):
   for name in ("learning_rate", "huber_delta"):
     if not getattr(config, name) > 0:
       problems.append(f"--{name}={getattr(config, name)} must be > 0")
+  if config.pretrained and config.pretrained not in pretrained.SOURCES:
+    problems.append(f"--pretrained={config.pretrained!r}: choose one of "
+                    f"{sorted(pretrained.SOURCES)} or ''")
+  if config.freeze_until and not config.pretrained:
+    problems.append("--freeze_until needs --pretrained (a network trained from scratch "
+                    "learns every layer)")
   if config.weight_decay < 0:
     problems.append(f"--weight_decay={config.weight_decay} must be >= 0")
   if config.coarse_model_dir and config.augment.region != "keypoints":

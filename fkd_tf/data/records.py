@@ -5,6 +5,7 @@ file name, person id and 136 floats (x0, y0, ..., x67, y67) in original image pi
 `dataset_info.json` beside the shards says which format version wrote them.
 """
 
+import hashlib
 import json
 import os
 
@@ -86,8 +87,52 @@ def read_dataset_info(tfrecord_dir):
 
 
 def shard_paths(tfrecord_dir, split, info=None):
-  """The shard files of one split, in order; raises DatasetError if it has none."""
+  """The shard files of one split, in order, each checked against the sha256 that
+  dataset_info.json records for it; raises DatasetError if it has none or one differs."""
   info = info or read_dataset_info(tfrecord_dir)
   if split not in info.get("splits", {}) or not info["splits"][split]["shards"]:
     raise DatasetError(f"split {split!r} has no shards in {tfrecord_dir!r}")
-  return [os.path.join(tfrecord_dir, s["file"]) for s in info["splits"][split]["shards"]]
+  paths = []
+  for shard in info["splits"][split]["shards"]:
+    path = os.path.join(tfrecord_dir, shard["file"])
+    if shard.get("sha256"):
+      verify_shard(path, shard["sha256"], split)
+    paths.append(path)
+  return paths
+
+
+# Remote shards already hashed in this process, by (path, size, modification time): a
+# training builds its datasets several times, and on gs:// each hash is a download. Local
+# shards are hashed every time (the whole 239 MB set in 0.48 s here): a local file
+# rewritten within one clock tick keeps its modification time, so that key could miss it.
+_VERIFIED_REMOTE = set()
+
+
+def _sha256_of(path):
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def verify_shard(path, sha256, split):
+  """Raises DatasetError naming the shard when its bytes are not those the converter wrote.
+
+  Without it a truncated or damaged shard fails mid-epoch as "DataLossError: truncated
+  record at 157444" or "corrupted record at 12", and an edited one as a parse or decode
+  error of some record: none names the file, and evaluation loses the whole split.
+  """
+  stat = tf.io.gfile.stat(path)
+  remote = "://" in path
+  key = (path, stat.length, stat.mtime_nsec)
+  if remote and key in _VERIFIED_REMOTE:
+    return
+  actual = _sha256_of(path)
+  if actual != sha256:
+    raise DatasetError(
+        f"shard {path!r} of split {split!r} is not the file the converter wrote: its "
+        f"sha256 is {actual[:12]}..., {DATASET_INFO} records {sha256[:12]}... ({stat.length} "
+        "bytes now); it was truncated, damaged or edited: convert the data again")
+  if remote:
+    _VERIFIED_REMOTE.add(key)

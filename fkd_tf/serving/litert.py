@@ -80,29 +80,59 @@ def _taps(centres_net, scale, shift, length):
   return np.clip(index, 0, length - 1), inside, weight
 
 
+def _gray(patch, channels):
+  """Gray levels in [0, 1] of gathered pixels [..., C], as decode_gray and rgb_to_grayscale
+  compute them (float32 weighted sum, truncated to uint8 levels)."""
+  if channels == 1:
+    # decode_image(channels=3) repeats gray into R, G and B before the weighted sum.
+    weighted = _GRAY_TABLES[patch[..., 0]].sum(axis=-1, dtype=np.float32)
+  else:
+    weighted = (_GRAY_TABLES[patch[..., 0], 0] + _GRAY_TABLES[patch[..., 1], 1]
+                + _GRAY_TABLES[patch[..., 2], 2])
+  return np.trunc(weighted * np.float32(255.5)) * np.float32(1.0 / 255.0)
+
+
+def prefilter_factor(scale, length):
+  """The k x k mean that pre-filters an image shrunk by more than 2x into the net frame.
+
+  Two bilinear taps per output pixel alias a face shrunk further (a 4x photo of a face
+  turns its skin texture into noise): the image is first averaged over k x k blocks,
+  k = floor(1 / scale), so that the rest of the way shrinks by at most 2x. An average
+  over whole blocks maps continuous pixel x to x / k exactly (tf.nn.avg_pool2d, VALID).
+  """
+  if scale >= 0.5:
+    return 1
+  return int(max(1, min(np.floor(1.0 / scale), length)))
+
+
 def gray_frame(image, region, rescale_size, original_rounding=False):
   """The 90x90 net frame of one decoded image: [90, 90] float32 in [0, 1] and its frame.
 
   image: [H, W] gray or [H, W, 3|4] RGB(A) uint8 (alpha dropped, as decode_gray does).
+  A frame that shrinks the image by more than 2x samples a k x k block mean of it
+  (`prefilter_factor`).
   """
   height, width = image.shape[:2]
   frame = frame_of(region, rescale_size, original_rounding)
   scale_x, scale_y, tx, ty = frame
-  rows, rows_inside, wy = _taps(_NET_CENTRES, scale_y, ty, height)
-  cols, cols_inside, wx = _taps(_NET_CENTRES, scale_x, tx, width)
-  # One gather of the 180 x 180 taps from the flattened image.
-  taps = (rows[:, np.newaxis] * width + cols[np.newaxis, :]).reshape(-1)
+  k_x, k_y = prefilter_factor(scale_x, width), prefilter_factor(scale_y, height)
   channels = 1 if image.ndim == 2 else image.shape[2]
-  patch = np.take(image.reshape(-1, channels), taps, axis=0)
-  if channels == 1:
-    # decode_image(channels=3) repeats gray into R, G and B before the weighted sum.
-    weighted = _GRAY_TABLES[patch[:, 0]].sum(axis=-1, dtype=np.float32)
+  rows, rows_inside, wy = _taps(_NET_CENTRES, scale_y * k_y, ty, height // k_y)
+  cols, cols_inside, wx = _taps(_NET_CENTRES, scale_x * k_x, tx, width // k_x)
+  if k_x == 1 and k_y == 1:
+    # One gather of the 180 x 180 taps from the flattened image.
+    taps = (rows[:, np.newaxis] * width + cols[np.newaxis, :]).reshape(-1)
+    patch = np.take(image.reshape(-1, channels), taps, axis=0)
+    gray = _gray(patch, channels).reshape(len(rows), len(cols))
   else:
-    weighted = (_GRAY_TABLES[patch[:, 0], 0] + _GRAY_TABLES[patch[:, 1], 1]
-                + _GRAY_TABLES[patch[:, 2], 2])
-  gray = (np.trunc(weighted * np.float32(255.5)) * np.float32(1.0 / 255.0)).reshape(
-      len(rows), len(cols))
-  gray *= rows_inside[:, np.newaxis] & cols_inside[np.newaxis, :]  # zero fill outside
+    # Gray of the blocks the taps read (only those), then each block's mean.
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    block = image[r0 * k_y:r1 * k_y, c0 * k_x:c1 * k_x].reshape(
+        (r1 - r0) * k_y, (c1 - c0) * k_x, channels)
+    pooled = _gray(block, channels).reshape(r1 - r0, k_y, c1 - c0, k_x).mean(
+        axis=(1, 3), dtype=np.float32)
+    gray = pooled[(rows - r0)[:, np.newaxis], (cols - c0)[np.newaxis, :]]
+  gray = gray * (rows_inside[:, np.newaxis] & cols_inside[np.newaxis, :])  # zero fill outside
   n = NET_SIZE
   vertical = gray[:n] * (1.0 - wy)[:, np.newaxis] + gray[n:] * wy[:, np.newaxis]
   pixels = vertical[:, :n] * (1.0 - wx) + vertical[:, n:] * wx

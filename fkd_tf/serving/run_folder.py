@@ -5,9 +5,11 @@ refining stage reads its coarse stage) read it. This module sits below all of th
 needs only the core and the data pipeline, so none of them pulls training along.
 """
 
+import io
 import json
 import os
 
+import h5py
 import tensorflow as tf
 
 from fkd_tf.utils import io_utils
@@ -44,8 +46,44 @@ def load_network(model_dir):
     raise RunFolderError(f"{model_dir} has no {BEST_WEIGHTS}: the run has not finished an "
                          "epoch")
   network = models.build(config.model)
-  network.load_weights(path)
+  try:
+    network.load_weights(path)
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    # h5py names neither the run nor the setting that led here (a truncated copy says
+    # only "truncated file: eof = ..."): the caller adds the flag, this adds the file.
+    raise RunFolderError(f"{path} cannot be loaded into a {config.model} network "
+                         f"({_first_line(e)})") from None
   return network, config
+
+
+def _first_line(error):
+  return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+def check_weights_file(path):
+  """Reads every array of a Keras .weights.h5 file, so that a missing, truncated or
+  foreign file is refused by name before anything depends on it.
+
+  Only h5py is used, no TensorFlow op: a multi-worker run must create its strategy
+  before other TF work, and this check runs before that.
+
+  Raises:
+    RunFolderError naming `path`.
+  """
+  if not io_utils.isfile(path):
+    raise RunFolderError(f"{path} not found")
+  arrays = []
+  def read(_, item):  # visititems stops at the first callback that returns a value
+    if isinstance(item, h5py.Dataset):
+      arrays.append(item[()])
+  try:
+    with h5py.File(io.BytesIO(io_utils.read_bytes(path)), "r") as weights:
+      weights.visititems(read)
+  except (OSError, ValueError, KeyError, RuntimeError) as e:
+    raise RunFolderError(f"{path} is not a readable weights file, truncated or damaged "
+                         f"({_first_line(e)})") from None
+  if not arrays:
+    raise RunFolderError(f"{path} holds no weights")
 
 
 def warmup_images(tfrecord_dir, count=4):

@@ -15,7 +15,7 @@ import tempfile
 import tensorflow as tf
 
 from fkd_tf.utils import io_utils
-from fkd_tf.serving import fold, litert, versions
+from fkd_tf.serving import face_detector, fold, litert, versions
 from fkd_tf.serving.module import KeypointServer
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -51,7 +51,7 @@ def _litert_files(stages, extra, float16=False):
   file name.
 
   The Python API runs these for one face at a time: XNNPACK spends far less on a
-  depthwise network's many small ops than TF's own runtime (issue 14's trial: 0.31 vs
+  depthwise network's many small ops than TF's own runtime (round two's trial: 0.31 vs
   2.31 ms for a MobileNetV2 at alpha 0.5). float16: weights stored in half precision
   (half the size; LiteRT widens them to float32 when it loads the file, so the
   arithmetic stays float32).
@@ -105,7 +105,7 @@ def _inference_stages(stages, float16):
 
 
 def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
-           box_passes=None, litert_float16=False):
+           box_passes=None, litert_float16=False, detector=None):
   """Writes a new numeric version under export_base and returns its path.
 
   stages: list of `Stage` (one network, or coarse then refining networks).
@@ -120,6 +120,10 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
   litert_float16: the LiteRT files hold half-precision weights (half their size); the
   SavedModel computes with the same rounded weights, so both paths still agree.
 
+  detector: "blazeface" (or a `face_detector.FaceDetector`) adds the `detect` signature:
+  whole photos in, every face's box, score and keypoints out, the detector's weights saved
+  in the SavedModel (its licence is named in the metadata). None: no `detect` signature.
+
   Both compute with the networks' inference form: batch norm folded into convolutions.
 
   The SavedModel is saved under a hidden temporary name in the same folder, then renamed:
@@ -129,17 +133,22 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
   """
   tf.io.gfile.makedirs(export_base)
   stages = _inference_stages(stages, float16=litert and litert_float16)
-  server = KeypointServer(stages, box_passes)
+  if detector == "blazeface":
+    detector = face_detector.FaceDetector(face_detector.load_blazeface())
+  server = KeypointServer(stages, box_passes, detector)
   version = versions.next_version(export_base)
   remote = io_utils.is_remote(export_base)
   tmp = (tempfile.mkdtemp(prefix=f"fkd_tf_export_{version}.") if remote else
          os.path.join(export_base, f".tmp-{version}-{os.getpid()}"))
   try:
-    tf.saved_model.save(server, tmp, signatures={
+    signatures = {
         "serving_default": server.serve_bytes,
         "with_boxes": server.serve_bytes_with_boxes,
         "preprocessed": server.serve_preprocessed,
-    })
+    }
+    if detector is not None:
+      signatures["detect"] = server.serve_detect
+    tf.saved_model.save(server, tmp, signatures=signatures)
     extra = os.path.join(tmp, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     litert_files = (_litert_files(stages, extra, litert_float16) if litert
@@ -153,16 +162,22 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
                              "litert": litert_file}
                             for stage, litert_file in zip(stages, litert_files)],
                  "box_passes": box_passes,
+                 "detector": ({**face_detector.DETECTOR_METADATA,
+                               "max_faces": detector.max_faces,
+                               "min_score": detector.min_score}
+                              if detector is not None else None),
                  "litert_weights": ("float16" if litert_float16 else "float32") if litert
                                    else None,
                  **(metadata or {})}, f, indent=2, sort_keys=True)
     if warmup_images:
       write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_images)
-    final = os.path.join(export_base, str(version))
+    # `version` only named the temporary folder: another export may have taken that number
+    # meanwhile, so the final number is allocated here, at the commit.
     if remote:
+      final = versions.claim_remote_version(export_base)
       _upload(tmp, final)
     else:
-      os.rename(tmp, final)
+      final = versions.commit_version(tmp, export_base)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp)

@@ -5,7 +5,9 @@ comes through `load_saved_model`, so "a version folder or a base of versions" me
 same everywhere.
 """
 
+import errno
 import os
+import uuid
 
 import tensorflow as tf
 
@@ -25,6 +27,60 @@ def versions(export_base):
 
 def next_version(export_base):
   return max(versions(export_base), default=0) + 1
+
+
+# os.rename of a folder onto a version another export already holds fails with one of
+# these (a non-empty folder: ENOTEMPTY, or EEXIST on some systems; a file: ENOTDIR).
+_TAKEN = (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR)
+# Enough for any number of exports racing into one base; a loop that never ends is worse.
+_MAX_TRIES = 1000
+
+
+def commit_version(staged, export_base):
+  """Renames the complete SavedModel folder `staged` (inside export_base, on a local disk)
+  to the next free version number; returns the version's path.
+
+  The rename is the allocation: of two exports that both counted the same next number,
+  one rename succeeds and the other finds the folder taken and tries the number after, so
+  neither export is lost and no version holds two of them.
+  """
+  version = next_version(export_base)
+  for _ in range(_MAX_TRIES):
+    final = os.path.join(export_base, str(version))
+    try:
+      os.rename(staged, final)
+      return final
+    except OSError as e:
+      if e.errno not in _TAKEN:
+        raise
+    version = max(version + 1, next_version(export_base))
+  raise OSError(f"no free version number under {export_base} after {_MAX_TRIES} tries")
+
+
+def claim_remote_version(export_base):
+  """The path of a new, empty version folder under a remote export_base (gs://, ram://),
+  claimed for this export; returns it.
+
+  Object stores have no atomic folder rename or exclusive create: each export writes a
+  claim file named for itself into the number it counted, then lists the folder; when any
+  other file is there, another export got the number first (or both claimed it at once:
+  then both move on), and this one removes its claim and tries the next number. The claim
+  file stays in the version (hidden; TF Serving and loaders ignore it).
+  """
+  claim_name = f".claim-{uuid.uuid4().hex}"
+  version = next_version(export_base)
+  for _ in range(_MAX_TRIES):
+    final = f"{export_base.rstrip('/')}/{version}"
+    if not tf.io.gfile.exists(final):
+      tf.io.gfile.makedirs(final)
+      claim = f"{final}/{claim_name}"
+      with tf.io.gfile.GFile(claim, "w") as f:
+        f.write(claim_name)
+      if [name for name in tf.io.gfile.listdir(final) if name != claim_name] == []:
+        return final
+      tf.io.gfile.remove(claim)
+    version = max(version + 1, next_version(export_base))
+  raise OSError(f"no free version number under {export_base} after {_MAX_TRIES} tries")
 
 
 def _is_saved_model(path):

@@ -14,6 +14,7 @@ import tensorflow as tf
 from fkd_tf.evaluation import reports
 from fkd_tf.inference import visualize
 from fkd_tf.serving import run_folder
+from fkd_tf.training import run_guard
 from fkd_tf.utils import io_utils
 
 BEST_RECORD = "best.json"  # epoch and value of the best checkpoint, read back on resume
@@ -87,8 +88,10 @@ class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
   rerun resumes from the last good epoch.
   """
 
-  def __init__(self, backup_dir):
-    super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+  def __init__(self, backup_dir, keep_at_end=False):
+    # keep_at_end: a run folder keeps its last epoch's backup after `fit`, so a rerun with
+    # more --epochs continues from it (Keras deletes it, and such a rerun began at epoch 1).
+    super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=not keep_at_end)
     self.saw_nonfinite_loss = False
     self.saved_epoch = None  # epochs completed in the newest good backup
     self._saved_weights = None  # its file name in backup_dir
@@ -297,12 +300,13 @@ def make_callbacks(config, network, val_batch, nan_guard, chief=True, worker=0):
   """Every worker keeps its own backup (to resume); only the chief writes the rest."""
   if not chief:
     return [nan_guard, GuardedBackupAndRestore(
-        os.path.join(config.model_dir, f"backup_worker{worker}"))]
+        os.path.join(config.model_dir, f"backup_worker{worker}"), keep_at_end=True)]
   log_dir = os.path.join(config.model_dir, "logs")
   return [
       LearningRateLogger(),
       nan_guard,
-      GuardedBackupAndRestore(os.path.join(config.model_dir, "backup")),
+      GuardedBackupAndRestore(os.path.join(config.model_dir, run_guard.BACKUP),
+                              keep_at_end=True),
       BestNetworkCheckpoint(network, config.model_dir, every_epoch=config.keep == "last"),
       CSVLogger(os.path.join(config.model_dir, "training_log.csv"), append=True),
       keras.callbacks.TensorBoard(log_dir, histogram_freq=1, write_graph=False),

@@ -19,6 +19,8 @@ from fkd_tf.serving import run_folder
 from fkd_tf.utils import io_utils
 
 LOCK = ".lock"
+RESULTS = "results.json"  # written last by a run's chief: the run is finished
+BACKUP = "backup"  # the chief's resume backup (callbacks.GuardedBackupAndRestore)
 # Settings whose change makes a run's weights (best or backup) mean something else or not
 # load at all; every other setting (epochs, learning rate, augmentation magnitudes, ...)
 # may change between reruns of one folder.
@@ -61,6 +63,81 @@ def make_folder(model_dir):
         f"--model_dir {model_dir} cannot be created: {e.strerror or e}") from None
   if not os.access(model_dir, os.W_OK | os.X_OK):
     raise run_folder.RunFolderError(f"--model_dir {model_dir} is not writable")
+
+
+class RunFinished(run_folder.RunFolderError):
+  """The run folder holds a finished run that these settings would only repeat."""
+
+
+def refuse_memory_folder(model_dir):
+  """ram:// is TensorFlow's in-memory file system: a run there trains, exports and is
+  gone when the process ends, so the command line refuses it (tests opt in)."""
+  if str(model_dir).startswith("ram://"):
+    raise run_folder.RunFolderError(
+        f"--model_dir={model_dir} is in memory (ram://): the run and its export would vanish "
+        "when training ends; choose a folder on disk or on gs://")
+
+
+def _read_json(path):
+  """The JSON object at path, or None when it is missing or unreadable."""
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      value = json.load(f)
+  except (tf.errors.OpError, ValueError):
+    return None
+  return value if isinstance(value, dict) else None
+
+
+def backup_epoch(model_dir):
+  """Epochs completed in the chief's resume backup, or None without a readable one."""
+  metadata = _read_json(os.path.join(model_dir, BACKUP, "training_metadata.json"))
+  epoch = (metadata or {}).get("epoch")
+  return epoch if isinstance(epoch, int) else None
+
+
+def finished_epochs(model_dir):
+  """Epochs of the run that last finished in model_dir (it wrote results.json), or None.
+
+  results.json records them since this check exists; an older one counts its
+  config.json's epochs, the settings it finished with.
+  """
+  results = _read_json(os.path.join(model_dir, RESULTS))
+  if results is None:
+    return None
+  if isinstance(results.get("epochs"), int):
+    return results["epochs"]
+  try:
+    return run_folder.read_config(model_dir).epochs
+  except run_folder.RunFolderError:
+    return None
+
+
+def check_not_finished(model_dir, config):
+  """Refuses a rerun of a finished run that asks for no more epochs than it trained.
+
+  The same command again after a run finished would otherwise train nothing useful yet
+  rewrite its best checkpoint, results and export (the backup resumes it at its last
+  epoch, so fit has nothing left to do), or, with an older run whose backup was deleted
+  at the end, train from epoch 1 again over its logs. More epochs continue from the
+  backup's last one.
+
+  Raises:
+    RunFinished naming the folder and the epochs.
+  """
+  done = finished_epochs(model_dir)
+  if done is None:
+    return
+  if config.epochs <= done:
+    counted = (f"{done}/{config.epochs} epochs" if config.epochs == done else
+               f"{done} epochs, --epochs={config.epochs} asks for fewer")
+    raise RunFinished(f"{model_dir} is finished ({counted}): nothing to do; raise --epochs "
+                      "to continue or choose another --model_dir")
+  saved = backup_epoch(model_dir)
+  if saved is None or saved < done:
+    raise RunFinished(
+        f"{model_dir} finished {done} epochs but keeps no backup of epoch {done} to continue "
+        f"from (runs made before backups were kept delete it at the end): choose another "
+        f"--model_dir, with --init_from={model_dir} to start from its network")
 
 
 def _setting(config, dotted_name):

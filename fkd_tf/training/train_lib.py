@@ -24,7 +24,7 @@ from fkd_tf.data import pipeline, records
 from fkd_tf.serving import saved_model
 from fkd_tf.serving.module import stage_of
 from fkd_tf.training import callbacks as callbacks_lib
-from fkd_tf.training import distributed, hparams_log, run_guard
+from fkd_tf.training import distributed, hparams_log, pretrained_init, run_guard
 from fkd_tf.training import trainer as trainer_lib
 
 
@@ -89,17 +89,20 @@ def build_trainer(config, steps_per_epoch):
   return trainer
 
 
-def train_and_evaluate(config, flags_text=""):
+def train_and_evaluate(config, flags_text="", allow_memory_folder=False):
   """Trains, keeps the best-on-validation (or the last) weights, evaluates and exports.
 
   Nothing is written into config.model_dir before it is known to be this run's: the
-  folder's lock is taken (a second training on it is refused) and an existing config.json
-  is checked against `config` (a run whose weights these settings cannot continue is
-  refused).
+  --init_from run's weights are read, the folder's lock is taken (a second training on it
+  is refused), an existing config.json is checked against `config` (a run whose weights
+  these settings cannot continue is refused) and a finished run is refused unless
+  config.epochs asks for more (then it continues from its last epoch).
 
   Args:
     config: `config.TrainConfig`.
     flags_text: the command line's flags, written as flags.txt beside config.json.
+    allow_memory_folder: accept a ram:// model_dir, which vanishes when the process ends
+      (tests; the command line never sets it).
   Returns:
     dict with "val" and (when config.evaluate_test) "test" metrics, and "export" path.
   Raises:
@@ -110,6 +113,8 @@ def train_and_evaluate(config, flags_text=""):
   problems = config_lib.check(config)
   if problems:
     raise ValueError("bad training settings:\n  " + "\n  ".join(problems))
+  if not allow_memory_folder:
+    run_guard.refuse_memory_folder(config.model_dir)
   if config.init_from:
     check_init_from(config)
   info = records.read_dataset_info(config.tfrecord_dir)
@@ -120,6 +125,7 @@ def train_and_evaluate(config, flags_text=""):
                f"{run_guard.LOCK}-worker{distributed.task_info()[1]}")
   with run_guard.RunLock(config.model_dir, lock_name):
     run_guard.check_compatible(config.model_dir, config)
+    run_guard.check_not_finished(config.model_dir, config)
     if chief:
       io_utils.write_json(os.path.join(config.model_dir, "config.json"),
                           config_to_json(config))
@@ -157,6 +163,8 @@ def _train(config, info, chief):
     trainer = build_trainer(config, steps_per_epoch)
   if config.init_from:
     start_from(trainer.network, config)
+  elif config.pretrained:
+    pretrained_init.start(trainer.network, config)
   nan_guard = callbacks_lib.NaNGuard()
   if config.strategy == "multi_worker":
     _, worker, _ = distributed.task_info()
@@ -181,12 +189,14 @@ def _train(config, info, chief):
 
 
 def check_init_from(config):
-  """Raises run_folder.RunFolderError naming --init_from when that run is unreadable or its
-  network or its outputs' meaning differ from this run's (before anything is written)."""
+  """Raises run_folder.RunFolderError naming --init_from when that run is unreadable, its
+  kept weights are missing or damaged, or its network or its outputs' meaning differ from
+  this run's (before anything is written)."""
   try:
     source_config = run_folder.read_config(config.init_from)
+    run_folder.check_weights_file(os.path.join(config.init_from, run_folder.BEST_WEIGHTS))
   except run_folder.RunFolderError as e:
-    raise run_folder.RunFolderError(f"--init_from: {e}") from None
+    raise run_folder.RunFolderError(f"--init_from={config.init_from}: {e}") from None
   for name in ("model", "normalisation"):
     if getattr(source_config, name) != getattr(config, name):
       raise run_folder.RunFolderError(
@@ -200,7 +210,7 @@ def start_from(network, config):
   try:
     source, _ = run_folder.load_network(config.init_from)
   except run_folder.RunFolderError as e:
-    raise run_folder.RunFolderError(f"--init_from: {e}") from None
+    raise run_folder.RunFolderError(f"--init_from={config.init_from}: {e}") from None
   network.set_weights(source.get_weights())
   logging.info("starting from the kept network of %s", config.init_from)
 
@@ -225,7 +235,8 @@ def finish(config, network):
   """
   predict = reports.network_predictor(network, config.augment, config.normalisation)
   train_splits = config_lib.train_splits_of(config)
-  results = {"trained_on": train_splits, "keep": config.keep}
+  # "epochs" marks the run finished for run_guard.check_not_finished.
+  results = {"trained_on": train_splits, "keep": config.keep, "epochs": config.epochs}
   splits = ["val", "test"] if config.evaluate_test else ["val"]
   oracle = config.augment.region == "keypoints"
   for split in splits:
@@ -257,6 +268,6 @@ def finish(config, network):
             with_bytes=True, extra={"framing": "cascade, whole image in"})
         print("cascade " + reports.format_summary(summary))
         results[f"cascade_{split}"] = summary
-  io_utils.write_json(os.path.join(config.model_dir, "results.json"), results)
+  io_utils.write_json(os.path.join(config.model_dir, run_guard.RESULTS), results)
   hparams_log.write(config.model_dir, config_to_json(config), results, step=config.epochs)
   return results

@@ -1,7 +1,7 @@
 """The Keras model that trains a keypoint network: augmentation inside the train step.
 
 `KeypointTrainer` wraps a network ([N, 90, 90, 1] -> [N, 136]) and takes batches of
-padded canvases straight from `input_pipeline`. Its train step augments on the device
+padded canvases straight from `data.pipeline`. Its train step augments on the device
 that runs the step (GPU when there is one), so `fit`, callbacks and tf.distribute work as
 usual while the host only decodes.
 """
@@ -16,7 +16,7 @@ class KeypointTrainer(keras.Model):
   """fit()/evaluate() on {"image", "image_size", "keypoints_px"} batches.
 
   Args:
-    network: functional keras.Model from `fkd_tf.models`.
+    network: functional keras.Model from `fkd_tf.core.models`.
     augment_config: `augment.AugmentConfig` of the training-time changes.
     normalisation: key of `keypoints.NORMALISATIONS` the network's outputs use.
     loss_fn: (keypoints_norm_true, keypoints_norm_pred) -> scalar.

@@ -131,11 +131,41 @@ def save_png(picture, path):
     picture.save(tmp, format="PNG")
 
 
+class PlainProgress:
+  """A progress bar for a log file or a pipe: a plain `k/N unit  Ts` line now and then,
+  no terminal codes (Keras' Progbar writes its colours and bold even there)."""
+
+  def __init__(self, total, unit_name, interval=15.0, stream=None):
+    import time  # pylint: disable=g-import-not-at-top
+    self._clock = time.monotonic
+    self.total, self.unit_name, self.interval = total, unit_name, interval
+    self.current, self._start, self._last = 0, self._clock(), None
+    self._stream = stream
+
+  def add(self, count, values=None):
+    del values
+    self.update(self.current + count)
+
+  def update(self, current, values=None, finalize=None):
+    del values
+    self.current = current
+    done = self.total is not None and current >= self.total
+    now = self._clock()
+    if not (done or finalize or self._last is None or now - self._last >= self.interval):
+      return
+    self._last = now
+    total = self.total if self.total is not None else "?"
+    units = self.unit_name + ("es" if self.unit_name.endswith(("s", "ch", "sh", "x")) else "s")
+    print(f"{current}/{total} {units}  {now - self._start:.0f}s",
+          file=self._stream or sys.stdout, flush=True)
+
+
 def progress_bar(total, unit_name):
-  """A Keras progress bar that redraws often on a terminal and rarely in a log file."""
+  """A Keras progress bar on a terminal; plain lines every 15 s in a log file or pipe."""
+  if not sys.stdout.isatty():
+    return PlainProgress(total, unit_name)
   import keras  # pylint: disable=g-import-not-at-top  (keeps this module light)
-  return keras.utils.Progbar(total, unit_name=unit_name,
-                             interval=0.1 if sys.stdout.isatty() else 15.0)
+  return keras.utils.Progbar(total, unit_name=unit_name, interval=0.1)
 
 
 def replace_path(new_path, path):
