@@ -1,12 +1,13 @@
 """fkd_tf: 68-point facial keypoints (iBUG 300-W order) in TensorFlow/Keras.
 
   import fkd_tf
-  keypoints = fkd_tf.load().predict("face.jpg")   # [1, 68, 2] in image pixels
+  faces = fkd_tf.load().detect("photo.jpg")   # one Face per face: box, score, keypoints
+  keypoints = fkd_tf.load().predict("photo.jpg", boxes=[[x0, y0, x1, y1]])  # your own boxes
 """
 
 import os
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def _has_nvidia_driver():

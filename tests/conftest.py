@@ -52,6 +52,17 @@ def real_subset_dir(real_dir, tmp_path_factory):
   return folder
 
 
+# Fixtures that train a network or run a command in a subprocess: a test using any of them
+# belongs to the slow tier, whatever its file.
+SLOW_FIXTURES = {"smoke_run"}
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

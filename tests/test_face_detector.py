@@ -95,3 +95,23 @@ def test_weighted_suppression_is_the_numpy_paths():
   assert count == len(expected_boxes) < 30  # overlapping boxes merged
   np.testing.assert_allclose(kept_boxes.numpy()[:count], expected_boxes, atol=1e-3)
   np.testing.assert_allclose(kept_scores.numpy()[:count], expected_scores, atol=1e-6)
+
+
+def test_a_box_around_a_better_face_box_is_dropped_on_both_paths():
+  # The group photo's case: a head-and-shoulders box (IoU 0.15 with the face box, so
+  # IoU alone keeps it) around a face box that scored higher.
+  from fkd_tf.serving import face_detector  # pylint: disable=g-import-not-at-top
+  boxes = np.array([[100, 100, 160, 160], [60, 60, 215, 215], [300, 100, 360, 160]],
+                   np.float64)
+  scores = np.array([0.87, 0.59, 0.9])
+  expected_boxes, expected_scores = detect._weighted_nms(boxes, scores)  # pylint: disable=protected-access
+  np.testing.assert_allclose(expected_scores, [0.9, 0.87])
+  np.testing.assert_allclose(expected_boxes, boxes[[2, 0]])
+  kept_boxes, kept_scores, count = face_detector.weighted_nms(
+      tf.constant(boxes, tf.float32), tf.constant(scores, tf.float32))
+  assert int(count) == 2
+  np.testing.assert_allclose(kept_boxes.numpy()[:2], boxes[[2, 0]], atol=1e-4)
+  # A lower-scored face box inside a better, larger box stays: only boxes around go.
+  _, kept_scores, count = face_detector.weighted_nms(
+      tf.constant(boxes[[1, 0]], tf.float32), tf.constant([0.9, 0.5], tf.float32))
+  assert int(count) == 2

@@ -126,6 +126,10 @@ def scores_of_logits(classificators):
 
 # The face's keypoint box in BlazeFace box sizes: (width, height) scale and centre shift
 # (x, y), medians over the test faces (`inference.detect.KEYPOINT_BOX_IN_DETECTION`).
+# A lower-scored box that holds this much of a kept box is the same face seen at a coarser
+# scale (a head-and-shoulders box around it from the whole image, beside the face box
+# from a tile): its IoU with the face box is small, so IoU alone keeps both.
+CONTAINED_FRACTION = 0.8
 KEYPOINT_BOX_SCALE = (0.98, 0.94)
 KEYPOINT_BOX_SHIFT = (0.01, 0.05)
 

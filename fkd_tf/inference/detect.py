@@ -182,7 +182,10 @@ def _blazeface_interpreter():
 
 
 def _weighted_nms(boxes, scores, iou_threshold=BLAZEFACE_IOU):
-  """MediaPipe's weighted suppression: overlapping boxes merge, weighted by score."""
+  """MediaPipe's weighted suppression: overlapping boxes merge, weighted by score; boxes
+  that hold most of a better one are dropped (`blazeface.CONTAINED_FRACTION`)."""
+  # pylint: disable=g-import-not-at-top  (Keras: `fkd-predict --help` stays fast)
+  from fkd_tf.core import blazeface
   kept_boxes, kept_scores = [], []
   remaining = np.argsort(-scores)
   while len(remaining):
@@ -192,12 +195,15 @@ def _weighted_nms(boxes, scores, iou_threshold=BLAZEFACE_IOU):
     high = np.minimum(top[2:], others[:, 2:])
     overlap = np.prod(np.clip(high - low, 0, None), axis=1)
     areas = np.prod(others[:, 2:] - others[:, :2], axis=1)
-    iou = overlap / (np.prod(top[2:] - top[:2]) + areas - overlap + 1e-12)
+    top_area = np.prod(top[2:] - top[:2])
+    iou = overlap / (top_area + areas - overlap + 1e-12)
     group = remaining[iou > iou_threshold]
     weights = scores[group]
     kept_boxes.append((boxes[group] * weights[:, None]).sum(axis=0) / weights.sum())
     kept_scores.append(scores[remaining[0]])
-    remaining = remaining[iou <= iou_threshold]
+    # Boxes around the kept one (the same face at a coarser scale) go too, unmerged.
+    around = overlap / (top_area + 1e-12) >= blazeface.CONTAINED_FRACTION
+    remaining = remaining[(iou <= iou_threshold) & ~around]
   return np.array(kept_boxes).reshape(-1, 4), np.array(kept_scores)
 
 

@@ -107,18 +107,30 @@ def letterbox(rgb, window, side=blazeface.INPUT_SIDE):
   return _round_to_uint8_levels(resized) / 127.5 - 1.0
 
 
-def _pairwise_iou(boxes):
-  """[M, 4] -> [M, M], with the numpy path's epsilon."""
+def _overlaps_and_areas(boxes):
+  """[M, 4] -> (pairwise intersection areas [M, M], areas [M])."""
   low = tf.maximum(boxes[:, tf.newaxis, :2], boxes[tf.newaxis, :, :2])
   high = tf.minimum(boxes[:, tf.newaxis, 2:], boxes[tf.newaxis, :, 2:])
   overlap = tf.reduce_prod(tf.maximum(high - low, 0.0), axis=-1)
-  areas = tf.reduce_prod(boxes[:, 2:] - boxes[:, :2], axis=-1)
+  return overlap, tf.reduce_prod(boxes[:, 2:] - boxes[:, :2], axis=-1)
+
+
+def _pairwise_iou(boxes):
+  """[M, 4] -> [M, M], with the numpy path's epsilon."""
+  overlap, areas = _overlaps_and_areas(boxes)
   return overlap / (areas[:, tf.newaxis] + areas[tf.newaxis, :] - overlap + 1e-12)
+
+
+def _covered_fraction(boxes):
+  """[M, 4] -> [M, M]: the share of box i's area that box j covers."""
+  overlap, areas = _overlaps_and_areas(boxes)
+  return overlap / (areas[:, tf.newaxis] + 1e-12)
 
 
 def weighted_nms(boxes, scores, iou_threshold=IOU_THRESHOLD, max_faces=MAX_FACES):
   """MediaPipe's weighted suppression: each kept box is the score-weighted mean of the
-  boxes overlapping the best remaining one (IoU over the threshold), which it removes.
+  boxes overlapping the best remaining one (IoU over the threshold), which it removes,
+  with the boxes that hold most of it (`blazeface.CONTAINED_FRACTION`).
 
   `tf.image.non_max_suppression` keeps the best box as it is; the mean moves a box by a
   few pixels, which is what the Python path returns, so the graph does the same.
@@ -132,6 +144,7 @@ def weighted_nms(boxes, scores, iou_threshold=IOU_THRESHOLD, max_faces=MAX_FACES
   boxes, scores = tf.gather(boxes, order), tf.gather(scores, order)
   count = tf.shape(scores)[0]
   overlaps = _pairwise_iou(boxes) > iou_threshold
+  around = _covered_fraction(boxes) >= blazeface.CONTAINED_FRACTION
   kept_boxes = tf.TensorArray(tf.float32, size=max_faces, element_shape=[4])
   kept_scores = tf.TensorArray(tf.float32, size=max_faces, element_shape=[])
 
@@ -140,7 +153,8 @@ def weighted_nms(boxes, scores, iou_threshold=IOU_THRESHOLD, max_faces=MAX_FACES
       group = remaining & (overlaps[i] | tf.equal(tf.range(count), i))
       weights = tf.where(group, scores, 0.0)
       merged = tf.reduce_sum(boxes * weights[:, tf.newaxis], axis=0) / tf.reduce_sum(weights)
-      return (remaining & ~group, kept + 1, kept_boxes.write(kept, merged),
+      # Boxes around this one (the same face at a coarser scale) go too, unmerged.
+      return (remaining & ~group & ~around[i], kept + 1, kept_boxes.write(kept, merged),
               kept_scores.write(kept, scores[i]))
 
     def skip():
