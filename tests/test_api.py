@@ -155,6 +155,7 @@ def test_detect_takes_gray_rgba_pil_bytes_paths_and_bgr_alike(shipped, real_dir,
   assert len(two) == 2 and len(two[0]) == 2 and two[1] == []
 
 
+@pytest.mark.slow
 def test_detect_on_the_saved_model_backend_agrees_with_litert(shipped, real_dir):
   _needs_detector()
   photo, _ = _group_photo(real_dir)

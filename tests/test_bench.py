@@ -1,6 +1,11 @@
 import json
 
+import pytest
+
 from conftest import run_module
+
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
 
 
 def test_bench_quick_subset_prints_and_writes_figures(smoke_run, tfrecord_dir, raw_dir,

@@ -61,6 +61,7 @@ def own_flags(module):
   return re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(console_scripts()))
 def test_help_lists_the_commands_own_flags_and_exits_0(name):
   result = _help(name)
@@ -75,12 +76,14 @@ def test_help_lists_the_commands_own_flags_and_exits_0(name):
     assert "TENSORFLOW False" in result.stderr, f"{name} --help imported TensorFlow"
 
 
+@pytest.mark.slow
 def test_saved_model_is_in_predicts_and_inspects_own_help():
   for name in ("fkd-predict", "fkd-inspect", "fkd-evaluate"):
     result = _help(name)
     assert "--saved_model:" in result.stdout, name
 
 
+@pytest.mark.slow
 def test_flag_errors_are_one_line_without_the_help(tmp_path):
   env = dict(os.environ, PYTHONPATH=REPO)
   result = subprocess.run([sys.executable, "-m", "fkd_tf.export", "--no_such_flag=1"],
@@ -153,6 +156,7 @@ def test_every_flagfile_opens_with_its_command_wall_time_and_result():
 # --- what a CPU machine prints -----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.path.exists("/proc/driver/nvidia"), reason="a GPU machine")
 def test_no_cuinit_error_on_a_cpu_machine(tmp_path):
   """The GPU probe's `E0000 ... failed call to cuInit` is not printed where no driver is."""
@@ -185,6 +189,7 @@ def test_default_output_folders_are_named_after_the_export():
   assert common_flags.export_name(None) == "fkd_default"
 
 
+@pytest.mark.slow
 def test_evaluate_outside_a_checkout_says_where_it_looked(tmp_path):
   """`fkd-evaluate --split=val` from a folder without data/tfrecords: one line naming the
   flag and the folder (it was a 20-line traceback), and nothing written."""

@@ -1,5 +1,6 @@
 """Two workers on 127.0.0.1 train with MultiWorkerMirroredStrategy."""
 
+import pytest
 import csv
 import json
 import os
@@ -10,6 +11,9 @@ import sys
 
 from conftest import REPO
 from fkd_tf.training import distributed
+
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
 
 
 def free_ports(count):

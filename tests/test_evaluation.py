@@ -1,4 +1,5 @@
 import csv
+import pytest
 import json
 import os
 
@@ -71,6 +72,7 @@ def test_original_units_loss_is_zero_for_perfect_predictions():
   assert reports.original_units_loss(truth, truth, np.array([[150, 120]] * 2)) == 0.0
 
 
+@pytest.mark.slow
 def test_cli_on_the_smoke_export_agrees_with_training(smoke_run, tfrecord_dir, tmp_path):
   model_dir, _ = smoke_run
   result = run_module("fkd_tf.evaluate", f"--saved_model={model_dir}/export",

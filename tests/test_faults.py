@@ -10,8 +10,12 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import REPO, run_module
+
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
 
 EPOCHS = 8
 
@@ -109,6 +113,7 @@ SLOW_CONVERT = r"""
 import sys, time
 import tensorflow as tf
 from tools import convert_to_tfrecord
+
 real_writer = tf.io.TFRecordWriter
 class SlowWriter(real_writer):
   def write(self, record):

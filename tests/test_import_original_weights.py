@@ -205,6 +205,7 @@ def imported_run(tfrecord_dir, tmp_path_factory):
   return model_dir, npz
 
 
+@pytest.mark.slow
 def test_run_folder_is_a_base_flags_run(imported_run, tfrecord_dir):
   model_dir, npz = imported_run
   assert sorted(os.listdir(model_dir)) == sorted(
@@ -336,6 +337,7 @@ def test_keypoints_px_through_fkd_inverse_frame(original_network, test_faces, re
   assert distance[False].mean() > 100 * distance[True].max()
 
 
+@pytest.mark.slow
 @needs_seed
 @needs_images
 def test_exported_import_serves_the_originals_keypoints(imported_run, test_faces, reference,

@@ -1,3 +1,4 @@
+import pytest
 import csv
 import os
 
@@ -9,6 +10,9 @@ from fkd_tf.evaluation import inspection, reports
 from fkd_tf.core import augment, models
 from fkd_tf.serving import saved_model
 from fkd_tf.serving.module import Stage
+
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 BOX_BLUR = np.full((3, 3), 1 / 9, np.float32)

@@ -15,6 +15,9 @@ from fkd_tf.data.decode import decode_gray
 from fkd_tf.serving import litert, saved_model
 from fkd_tf.serving.module import Stage
 
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def _face_network(name, seed):
   """A network whose outputs sit near a face template (random weights alone collapse all

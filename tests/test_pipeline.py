@@ -62,6 +62,7 @@ def test_training_order_changes_each_epoch_but_not_with_the_seed(tfrecord_dir):
   assert names(evaluation) == names(evaluation)
 
 
+@pytest.mark.slow
 def test_max_examples_and_worker_sharding(tfrecord_dir):
   count = lambda ds: sum(int(b["image"].shape[0]) for b in ds)
   assert count(pipeline.make_dataset(tfrecord_dir, "train", 4, False,
@@ -113,6 +114,7 @@ def test_max_pixels_refuses_a_png_over_the_limit():
                        max_pixels=1000)
 
 
+@pytest.mark.slow
 def test_several_splits_are_read_as_one_shuffled_set(tfrecord_dir):
   names = lambda ds: [n for b in ds for n in b["file_name"].numpy()]
   train = names(pipeline.make_dataset(tfrecord_dir, "train", 4, False, with_names=True))
@@ -126,6 +128,7 @@ def test_several_splits_are_read_as_one_shuffled_set(tfrecord_dir):
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(REAL_RECORDS, "dataset_info.json")),
                     reason=f"the real data set is not converted at {REAL_RECORDS}")
+@pytest.mark.slow
 def test_train_and_val_are_the_originals_3462_training_faces():
   dataset = pipeline.make_dataset(REAL_RECORDS, "train,val", 64, training=True,
                                   with_names=True, cache=False)

@@ -19,6 +19,9 @@ from fkd_tf.serving.module import Stage
 from tools import serving_client
 import fakes
 
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):

@@ -36,6 +36,7 @@ def face_images(real_dir):
   return load
 
 
+@pytest.mark.slow
 def test_the_port_computes_what_the_tflite_file_computes(facemesh_file, face_images):
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   network = models.build("facemesh_192")

@@ -1,6 +1,7 @@
 """tools.recover_stage: a folded, exported network back in training form, exactly."""
 
 import keras
+import pytest
 import numpy as np
 
 from fkd_tf.core import models
@@ -8,6 +9,7 @@ from fkd_tf.serving import fold
 from tools import recover_stage
 
 
+@pytest.mark.slow
 def test_unfolding_an_export_gives_back_the_networks_outputs():
   keras.utils.set_random_seed(1)
   trained = models.build("mobilenet_050")
@@ -27,6 +29,7 @@ def test_unfolding_an_export_gives_back_the_networks_outputs():
   assert np.abs(expected).max() > 0.05  # a network that answers, not zeros
 
 
+@pytest.mark.slow
 def test_variables_of_another_architecture_are_refused():
   exported = fold.inference_network(models.build("tiny"))
   try:

@@ -12,6 +12,9 @@ from fkd_tf.serving import saved_model
 from fkd_tf.serving.module import Stage
 import fakes
 
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
+
 LOAD_AND_RUN = r"""
 import sys, numpy as np, tensorflow as tf
 model = tf.saved_model.load(sys.argv[1])

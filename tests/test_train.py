@@ -10,6 +10,9 @@ from fkd_tf.core import config as config_lib
 from fkd_tf.data import records
 from fkd_tf.core.augment import AugmentConfig
 
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def test_smoke_training_lowers_the_loss_and_fills_the_run_folder(smoke_run):
   model_dir, result = smoke_run

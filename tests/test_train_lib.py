@@ -19,6 +19,9 @@ from fkd_tf.data import pipeline
 from fkd_tf.training import run_guard, train_lib
 from test_hparams_log import read_hparams_events
 
+# Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def _config(tfrecord_dir, model_dir, **overrides):
   values = dict(tfrecord_dir=tfrecord_dir, model_dir=model_dir, model="tiny",

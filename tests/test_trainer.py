@@ -1,6 +1,7 @@
 """The train step (`KeypointTrainer.update_on_batch`) and the evaluation step, in-process."""
 
 import keras
+import pytest
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +25,7 @@ def _batch(tfrecord_dir):
   return next(iter(pipeline.make_dataset(tfrecord_dir, "train", 8, training=False)))
 
 
+@pytest.mark.slow
 def test_train_steps_lower_the_loss_of_a_batch(tfrecord_dir):
   trainer = _trainer()
   batch = _batch(tfrecord_dir)

@@ -27,6 +27,7 @@ def _read(path):
     return f.read()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["local", "remote"])
 def test_an_export_that_counted_before_another_committed_takes_the_next_number(
     where, tmp_path, monkeypatch):
