@@ -88,3 +88,14 @@ def write_official_layout(folder, persons_train=6, persons_test=3, frames=3, see
         out.write(name + "," + ",".join(f"{v:.3f}" for v in keypoints.reshape(-1)) + "\n")
     written[split] = rows
   return written
+
+
+def real_faces(real_dir, count, step=97):
+  """`count` test images spread over the split: (RGB array, keypoints [68, 2])."""
+  lines = open(os.path.join(real_dir, "test_frames_keypoints.csv")).read().splitlines()[1:]
+  faces = []
+  for line in lines[::step][:count]:
+    name, *values = line.split(",")
+    rgb = np.asarray(Image.open(os.path.join(real_dir, "test", name)).convert("RGB"))
+    faces.append((rgb, np.array(values, float).reshape(68, 2)))
+  return faces

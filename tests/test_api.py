@@ -87,14 +87,6 @@ def shipped():
   return fkd_tf.load()
 
 
-def _real_faces(real_dir, count, step=97):
-  lines = open(os.path.join(real_dir, "test_frames_keypoints.csv")).read().splitlines()[1:]
-  faces = []
-  for line in lines[::step][:count]:
-    name, *values = line.split(",")
-    rgb = np.asarray(Image.open(os.path.join(real_dir, "test", name)).convert("RGB"))
-    faces.append((rgb, np.array(values, float).reshape(68, 2)))
-  return faces
 
 
 def _nme(guess, truth):
@@ -105,7 +97,7 @@ def _group_photo(real_dir):
   """A 960x540 photo with three real test faces of 220, 140 and 180 px; their keypoints."""
   photo = Image.new("RGB", (960, 540), (100, 110, 95))
   truths = []
-  for (rgb, keypoints), (x, y, width) in zip(_real_faces(real_dir, 3, step=211),
+  for (rgb, keypoints), (x, y, width) in zip(fakes.real_faces(real_dir, 3, step=211),
                                              ((700, 40, 220), (380, 200, 140), (40, 60, 180))):
     scale = width / rgb.shape[1]
     face = Image.fromarray(rgb).resize((width, round(rgb.shape[0] * scale)), Image.BILINEAR)

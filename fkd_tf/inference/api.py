@@ -98,6 +98,14 @@ def read_file(path, name=None):
     ValueError naming the file: missing, not a regular file (a FIFO or a device would
     block or never end), or over MAX_FILE_BYTES.
   """
+  check_regular_file(path, name)
+  with open(path, "rb") as f:
+    return f.read(MAX_FILE_BYTES + 1)
+
+
+def check_regular_file(path, name=None, max_bytes=MAX_FILE_BYTES):
+  """Raises ValueError naming the file unless it (links followed) is a regular file of at
+  most max_bytes (None: any size)."""
   name = name or os.fspath(path)
   try:
     info = os.stat(path)
@@ -105,10 +113,8 @@ def read_file(path, name=None):
     raise ValueError(f"{name}: cannot be read ({e.strerror})") from None
   if not stat.S_ISREG(info.st_mode):
     raise ValueError(f"{name}: {file_kind(info.st_mode)}, not a regular file")
-  if info.st_size > MAX_FILE_BYTES:
-    raise ValueError(f"{name}: {info.st_size} bytes, over the {MAX_FILE_BYTES} byte limit")
-  with open(path, "rb") as f:
-    return f.read(MAX_FILE_BYTES + 1)
+  if max_bytes is not None and info.st_size > max_bytes:
+    raise ValueError(f"{name}: {info.st_size} bytes, over the {max_bytes} byte limit")
 
 
 def file_kind(mode):

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import stat
 
 import numpy as np
 
@@ -65,14 +64,9 @@ def check_regular_file(path):
   """Raises InputError unless `path` (links followed) is a regular file of allowed size
   (images only: a video's frames are bounded instead)."""
   try:
-    info = os.stat(path)
-  except OSError as e:
-    raise InputError(f"{path}: cannot be read ({e.strerror})") from None
-  if not stat.S_ISREG(info.st_mode):
-    raise InputError(f"{path}: {api.file_kind(info.st_mode)}, not a regular file; skipped")
-  if info.st_size > MAX_FILE_BYTES and not is_video(path):
-    raise InputError(f"{path}: {info.st_size} bytes, over the {MAX_FILE_BYTES} byte limit; "
-                     "skipped")
+    api.check_regular_file(path, max_bytes=None if is_video(path) else MAX_FILE_BYTES)
+  except ValueError as e:
+    raise InputError(f"{e}; skipped") from None
 
 
 def mark_output_folder(folder):

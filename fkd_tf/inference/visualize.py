@@ -49,7 +49,8 @@ def _draw_face(draw, points, colour, radius, line_width):
     draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
 
 
-def _font(size):
+def font(size):
+  """Pillow's default font at `size` pixels (its bitmap font where FreeType is missing)."""
   try:
     return ImageFont.load_default(size=size)
   except (TypeError, ImportError, OSError):  # Pillow without FreeType: the bitmap font
@@ -114,7 +115,7 @@ def draw_faces(image, faces, upscale=1, boxes=True, colour=PRED_COLOUR, radius=2
   if not boxes:
     return picture
   draw = ImageDraw.Draw(picture)
-  font = _font(max(10, picture.width // 60))
+  text_font = font(max(10, picture.width // 60))
   for face in faces:
     box, score, _ = _face_fields(face)
     if box is None:
@@ -122,7 +123,7 @@ def draw_faces(image, faces, upscale=1, boxes=True, colour=PRED_COLOUR, radius=2
     x0, y0, x1, y1 = (float(v) * upscale for v in box)
     draw.rectangle([x0, y0, x1, y1], outline=BOX_COLOUR, width=max(1, line_width))
     if score is not None and np.isfinite(score):
-      _boxed_text(draw, (x0 + 2, max(y0 - 2, 12)), f"{float(score):.2f}", font, "ld")
+      _boxed_text(draw, (x0 + 2, max(y0 - 2, 12)), f"{float(score):.2f}", text_font, "ld")
   return picture
 
 
@@ -162,30 +163,32 @@ def face_tile(image, keypoint_sets, label=None, size=TILE_SIZE, margin=TILE_MARG
   for points, colour in keypoint_sets:
     _draw_face(draw, (np.asarray(points, np.float64) - (x0, y0)) * scale, colour, radius,
                line_width)
-  font = _font(max(10, size // 14))
+  text_font = font(max(10, size // 14))
   if label:
-    _boxed_text(draw, (4, 3), label, font, "la")
+    _boxed_text(draw, (4, 3), label, text_font, "la")
   if caption:
-    while len(caption) > 4 and draw.textlength(caption, font=font) > size - 8:
+    while len(caption) > 4 and draw.textlength(caption, font=text_font) > size - 8:
       caption = caption[:-4] + "..."  # keeps the start, where a file name differs
-    _boxed_text(draw, (4, size - 3), caption, font, "ld")
+    _boxed_text(draw, (4, size - 3), caption, text_font, "ld")
   return tile_picture
 
 
-def _boxed_text(draw, xy, text, font, anchor):
+def _boxed_text(draw, xy, text, text_font, anchor):
   """White text on a black box, readable over any face."""
-  left, top, right, bottom = draw.textbbox(xy, text, font=font, anchor=anchor)
+  left, top, right, bottom = draw.textbbox(xy, text, font=text_font, anchor=anchor)
   draw.rectangle([left - 3, top - 2, right + 3, bottom + 2], fill=(0, 0, 0))
-  draw.text(xy, text, fill=(255, 255, 255), font=font, anchor=anchor)
+  draw.text(xy, text, fill=(255, 255, 255), font=text_font, anchor=anchor)
 
 
-def face_panel(images, true_px, pred_px, columns=4, size=TILE_SIZE, captions=None):
+def face_panel(images, true_px, pred_px, columns=4, size=TILE_SIZE, captions=None,
+               title=None):
   """A grid of face tiles, truth (green) under prediction (magenta), each with its NME_io.
 
   Args:
     images: list of whole images ([H, W] or [H, W, 1|3] arrays, no padding).
     true_px, pred_px: [N, 68, 2] keypoints in each image's pixels.
     captions: optional list of N strings along each tile's bottom (e.g. file names).
+    title: optional text at the right of the legend strip (e.g. the model and its path).
   Returns:
     A PIL image: a legend strip over the grid.
   """
@@ -198,7 +201,7 @@ def face_panel(images, true_px, pred_px, columns=4, size=TILE_SIZE, captions=Non
                            f"NME_io {100 * nmes[i]:.1f}%", size,
                            caption=captions[i] if captions is not None else None))
   grid = tile(tiles, columns=columns)
-  font = _font(max(10, size // 14))
+  text_font = font(max(10, size // 14))
   strip_height = max(16, size // 9)
   panel = Image.new("RGB", (grid.width, grid.height + strip_height), (0, 0, 0))
   panel.paste(grid, (0, strip_height))
@@ -206,8 +209,12 @@ def face_panel(images, true_px, pred_px, columns=4, size=TILE_SIZE, captions=Non
   x = 6
   for text, colour in (("truth", TRUE_COLOUR), ("prediction", PRED_COLOUR)):
     draw.rectangle([x, strip_height // 2 - 3, x + 14, strip_height // 2 + 3], fill=colour)
-    draw.text((x + 20, strip_height // 2), text, fill=(255, 255, 255), font=font, anchor="lm")
-    x += 30 + int(draw.textlength(text, font=font))
+    draw.text((x + 20, strip_height // 2), text, fill=(255, 255, 255), font=text_font,
+              anchor="lm")
+    x += 30 + int(draw.textlength(text, font=text_font))
+  if title:
+    draw.text((panel.width - 6, strip_height // 2), title, fill=(255, 255, 255),
+              font=text_font, anchor="rm")
   return panel
 
 
@@ -223,49 +230,143 @@ def tile(pictures, columns=4, background=(0, 0, 0)):
   return sheet
 
 
-def cumulative_error_plot(curves, threshold=metrics.FAILURE_THRESHOLD, size=(640, 480)):
-  """Cumulative NME curves: {label: per-face NMEs} -> PIL image with axes and legend."""
-  palette = [(30, 100, 220), (220, 60, 40), (40, 160, 60), (150, 60, 200), (230, 150, 0)]
+CURVE_PALETTE = ((30, 100, 220), (220, 60, 40), (40, 160, 60), (150, 60, 200),
+                 (230, 150, 0))
+MARKER_COLOUR = (230, 120, 0)
+GRID_COLOUR = (225, 225, 225)
+
+
+def free_spot(picture, boxes, bounds=None, taken=(),
+              background=((255, 255, 255), GRID_COLOUR)):
+  """The first of the candidate boxes that covers nothing drawn, else the least covering.
+
+  Labels placed this way never hide a dot, a curve or an earlier label: each candidate's
+  pixels are counted against what the picture already holds.
+
+  Args:
+    picture: the PIL picture drawn so far.
+    boxes: candidate (x0, y0, x1, y1) boxes in picture pixels, in order of preference.
+    bounds: (x0, y0, x1, y1) a candidate must lie inside (default: the picture).
+    taken: boxes already claimed (labels placed before: their margins hold no ink);
+      overlapping one counts as its overlap's area of drawn pixels.
+    background: colours that count as empty (the paper, the grid).
+  Returns:
+    (box, count of drawn pixels under it).
+  """
+  pixels = np.asarray(picture.convert("RGB")).astype(np.int16)
+  bx0, by0, bx1, by1 = bounds or (0, 0, picture.width, picture.height)
+  best = None
+  for box in boxes:
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    if x0 < bx0 or y0 < by0 or x1 > bx1 or y1 > by1:
+      continue
+    region = pixels[y0:y1, x0:x1]
+    empty = np.zeros(region.shape[:2], bool)
+    for colour in background:
+      empty |= np.all(region == colour, axis=-1)
+    count = int((~empty).sum()) + sum(_overlap_area(box, other) for other in taken)
+    if best is None or count < best[1]:
+      best = (box, count)
+    if count == 0:
+      break
+  return best if best is not None else (boxes[0], -1)
+
+
+def _overlap_area(a, b):
+  return int(max(0.0, min(a[2], b[2]) - max(a[0], b[0])) *
+             max(0.0, min(a[3], b[3]) - max(a[1], b[1])))
+
+
+def _diamond(draw, centre, radius, colour=MARKER_COLOUR):
+  x, y = centre
+  draw.polygon([(x, y - radius), (x + radius, y), (x, y + radius), (x - radius, y)],
+               fill=colour, outline="black")
+
+
+def cumulative_error_plot(curves, threshold=metrics.FAILURE_THRESHOLD, size=(720, 480),
+                          markers=(), title=None):
+  """Cumulative NME curves with axes, a legend and reference points; a PIL image.
+
+  Args:
+    curves: {label: per-face NMEs (fractions)}; each legend line adds the curve's AUC@10.
+    threshold: the x axis' end (an NME fraction).
+    markers: (label, nme, fraction of faces) points of other methods, drawn as diamonds:
+      e.g. a published FR@10 as (label, 0.10, 1 - FR@10); each gets a legend line.
+    title: a line over the plot.
+  Returns:
+    An RGB picture; the legend sits where it covers no curve (`free_spot`).
+  """
   width, height = size
-  left, right, top, bottom = 60, 20, 20, 50
+  left, right, top, bottom = 64, 24, 40 if title else 20, 56
   picture = Image.new("RGB", size, "white")
   draw = ImageDraw.Draw(picture)
+  tick_font, text_font = font(13), font(15)
   to_x = lambda t: left + (width - left - right) * t / threshold
   to_y = lambda f: height - bottom - (height - top - bottom) * f
   for tick in range(11):
     fraction = tick / 10
-    draw.line([to_x(0), to_y(fraction), to_x(threshold), to_y(fraction)], fill=(225, 225, 225))
-    draw.text((8, to_y(fraction) - 6), f"{fraction:.1f}", fill="black")
+    draw.line([to_x(0), to_y(fraction), to_x(threshold), to_y(fraction)], fill=GRID_COLOUR)
+    draw.text((left - 8, to_y(fraction)), f"{fraction:.1f}", fill="black", font=tick_font,
+              anchor="rm")
     t = threshold * tick / 10
-    draw.line([to_x(t), to_y(0), to_x(t), to_y(1)], fill=(225, 225, 225))
-    draw.text((to_x(t) - 10, height - bottom + 6), f"{100 * t:.0f}%", fill="black")
+    draw.line([to_x(t), to_y(0), to_x(t), to_y(1)], fill=GRID_COLOUR)
+    draw.text((to_x(t), height - bottom + 6), f"{100 * t:.0f}%", fill="black",
+              font=tick_font, anchor="ma")
   draw.rectangle([to_x(0), to_y(1), to_x(threshold), to_y(0)], outline="black")
-  draw.text((width // 2 - 60, height - 22), "NME (inter-ocular)", fill="black")
-  draw.text((left + 6, top + 2), "fraction of faces", fill="black")
+  draw.text(((left + width - right) / 2, height - 8), "NME_io (inter-ocular), per face",
+            fill="black", font=text_font, anchor="md")
+  if title:
+    draw.text((left, 10), title, fill="black", font=text_font)
+  draw.text((left + 6, top + 4), "fraction of faces with a smaller error", fill="black",
+            font=tick_font)
+  legend = []
   for i, (label, nmes) in enumerate(curves.items()):
-    colour = palette[i % len(palette)]
+    colour = CURVE_PALETTE[i % len(CURVE_PALETTE)]
     thresholds, fractions = metrics.cumulative_curve(nmes, threshold)
     draw.line([(to_x(t), to_y(f)) for t, f in zip(thresholds, fractions)], fill=colour,
-              width=2)
-    text = f"{label}: AUC@10 {metrics.auc(nmes, threshold):.3f}"
-    draw.text((to_x(threshold * 0.35), to_y(0.25 - 0.06 * i)), text, fill=colour)
+              width=3)
+    legend.append((f"{label}: AUC@10 {metrics.auc(nmes, threshold):.3f}", colour))
+  for label, nme, fraction in markers:
+    _diamond(draw, (to_x(min(nme, threshold)), to_y(fraction)), 7)
+    legend.append((label, None))
+  plot_area = (to_x(0) + 2, to_y(1) + 2, to_x(threshold) - 2, to_y(0) - 2)
+  if legend:
+    line_h = 20
+    w = max(draw.textlength(text, font=text_font) for text, _ in legend) + 44
+    h = line_h * len(legend) + 8
+    # Lower right first (under good curves), then the upper left (over poor ones).
+    spots = [(plot_area[2] - w - 6, plot_area[3] - h - 6 - k * line_h, plot_area[2] - 6,
+              plot_area[3] - 6 - k * line_h) for k in range(6)]
+    spots += [(plot_area[0] + 6 + k * 40, plot_area[1] + 24, plot_area[0] + 6 + k * 40 + w,
+               plot_area[1] + 24 + h) for k in range(4)]
+    (x0, y0, x1, y1), _ = free_spot(picture, spots, plot_area)
+    draw.rectangle([x0, y0, x1, y1], fill="white", outline=(160, 160, 160))
+    for i, (text, colour) in enumerate(legend):
+      y = y0 + 4 + i * line_h + line_h / 2
+      if colour is None:
+        _diamond(draw, (x0 + 19, y), 6)
+      else:
+        draw.line([x0 + 8, y, x0 + 30, y], fill=colour, width=3)
+      draw.text((x0 + 38, y), text, fill="black", font=text_font, anchor="lm")
   return picture
 
 
-def bar_chart(values, title, size=(480, 320)):
+def bar_chart(values, title, size=(640, 360)):
   """A labelled bar chart of {name: value} (e.g. the per-region error)."""
   width, height = size
   picture = Image.new("RGB", size, "white")
   draw = ImageDraw.Draw(picture)
-  draw.text((10, 6), title, fill="black")
+  title_font, label_font = font(16), font(14)
+  draw.text((12, 8), title, fill="black", font=title_font)
   top = max(max(values.values()), 1e-9)
   slot = (width - 40) / len(values)
   for i, (name, value) in enumerate(values.items()):
     x0 = 20 + i * slot + slot * 0.15
-    y0 = height - 40 - (height - 80) * value / top
+    y0 = height - 40 - (height - 90) * value / top
     draw.rectangle([x0, y0, x0 + slot * 0.7, height - 40], fill=(30, 100, 220))
-    draw.text((x0, height - 34), name, fill="black")
-    draw.text((x0, y0 - 14), f"{value:.3g}", fill="black")
+    centre = x0 + slot * 0.35
+    draw.text((centre, height - 34), name, fill="black", font=label_font, anchor="ma")
+    draw.text((centre, y0 - 4), f"{value:.3g}", fill="black", font=label_font, anchor="md")
   return picture
 
 
