@@ -76,8 +76,8 @@ def test_report_curves_name_split_count_and_mean_and_the_curves_rise(tmp_path):
   _write_report(test, np.full(40, 0.03))  # every face at 3 %: a step there
   curves = make_docs_pictures.report_curves([val, test])
   labels = list(curves)
-  assert labels[0].startswith("val, 300 faces, NME_io ") and labels[1] == (
-      "test, 40 faces, NME_io 3.00 %")
+  assert labels[0].startswith("val, 300 faces: NME_io ") and labels[1] == (
+      "test, 40 faces: NME_io 3.00 %")
   picture = make_docs_pictures.ced_picture(curves, "title")
   for colour in visualize.CURVE_PALETTE[:2]:
     columns, rows = _topmost_rows(picture, colour)

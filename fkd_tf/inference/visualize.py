@@ -283,7 +283,7 @@ def _diamond(draw, centre, radius, colour=MARKER_COLOUR):
                fill=colour, outline="black")
 
 
-def cumulative_error_plot(curves, threshold=metrics.FAILURE_THRESHOLD, size=(720, 480),
+def cumulative_error_plot(curves, threshold=metrics.FAILURE_THRESHOLD, size=(640, 480),
                           markers=(), title=None):
   """Cumulative NME curves with axes, a legend and reference points; a PIL image.
 
@@ -325,7 +325,7 @@ def cumulative_error_plot(curves, threshold=metrics.FAILURE_THRESHOLD, size=(720
     thresholds, fractions = metrics.cumulative_curve(nmes, threshold)
     draw.line([(to_x(t), to_y(f)) for t, f in zip(thresholds, fractions)], fill=colour,
               width=3)
-    legend.append((f"{label}: AUC@10 {metrics.auc(nmes, threshold):.3f}", colour))
+    legend.append((f"{label}, AUC@10 {metrics.auc(nmes, threshold):.3f}", colour))
   for label, nme, fraction in markers:
     _diamond(draw, (to_x(min(nme, threshold)), to_y(fraction)), 7)
     legend.append((label, None))
