@@ -110,12 +110,15 @@ def gray_frame(image, region, rescale_size, original_rounding=False):
 
   image: [H, W] gray or [H, W, 3|4] RGB(A) uint8 (alpha dropped, as decode_gray does).
   A frame that shrinks the image by more than 2x samples a k x k block mean of it
-  (`prefilter_factor`).
+  (`prefilter_factor`), unless it frames as the original did (original_rounding).
   """
   height, width = image.shape[:2]
   frame = frame_of(region, rescale_size, original_rounding)
   scale_x, scale_y, tx, ty = frame
-  k_x, k_y = prefilter_factor(scale_x, width), prefilter_factor(scale_y, height)
+  if original_rounding:  # the original's framing resampled without a pre-filter
+    k_x = k_y = 1
+  else:
+    k_x, k_y = prefilter_factor(scale_x, width), prefilter_factor(scale_y, height)
   channels = 1 if image.ndim == 2 else image.shape[2]
   rows, rows_inside, wy = _taps(_NET_CENTRES, scale_y * k_y, ty, height // k_y)
   cols, cols_inside, wx = _taps(_NET_CENTRES, scale_x * k_x, tx, width // k_x)

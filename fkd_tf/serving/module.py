@@ -65,7 +65,7 @@ def _prefilter_factors(net_from_image, sizes):
   return tf.cast(tf.where(scale >= 0.5, 1.0, tf.maximum(factor, 1.0)), tf.int32)
 
 
-def _frame_faces(images, image_index, net_from_image, sizes):
+def _frame_faces(images, image_index, net_from_image, sizes, prefilter=True):
   """Each face's net frame, warped from its own image: [M, 90, 90, 1] float32 in [0, 1].
 
   The same bilinear warp as `framing.warp_images` on a padded canvas, but each face reads
@@ -79,6 +79,8 @@ def _frame_faces(images, image_index, net_from_image, sizes):
   Args:
     images: [N, (H), (W), 1] uint8 ragged; image_index: [M] int; net_from_image: [M, 3, 3];
     sizes: [N, 2] int (height, width).
+    prefilter: False for a stage framed as the original did (original_rounding): the
+      original resampled without one, and the faithful recipe is served as it trained.
   """
   image_index = tf.cast(image_index, tf.int32)
   corners = tf.constant([[0.0, 0.0], [NET_SIZE, 0.0], [0.0, NET_SIZE], [NET_SIZE, NET_SIZE]])
@@ -87,6 +89,8 @@ def _frame_faces(images, image_index, net_from_image, sizes):
   low = tf.floor(tf.reduce_min(corners_px, axis=1) - _FRAME_MARGIN_PX)  # [M, 2] (x, y)
   high = tf.math.ceil(tf.reduce_max(corners_px, axis=1) + _FRAME_MARGIN_PX)
   factors = _prefilter_factors(net_from_image, tf.gather(sizes, image_index))
+  if not prefilter:
+    factors = tf.ones_like(factors)
 
   def frame_one(args):
     index, matrix, low, high, factor = args
@@ -200,7 +204,8 @@ class KeypointServer(tf.Module):
     crop_fraction = tf.fill([tf.shape(regions)[0], 2], 0.5)  # `framing.frame_batch`'s
     net_from_image = geometry.frame_matrix(regions, crop_fraction, stage.rescale_size,
                                            original_rounding=stage.original_rounding)
-    images_net = _frame_faces(images, image_index, net_from_image, sizes)
+    images_net = _frame_faces(images, image_index, net_from_image, sizes,
+                              prefilter=not stage.original_rounding)
     keypoints_net = framing.keypoints_net_of(self._forwards[id(stage.network)], images_net,
                                              stage.normalisation,
                                              stage.flip_average)
