@@ -19,9 +19,9 @@ def raw_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tfrecord_dir(raw_dir, tmp_path_factory):
-  from tools import convert_to_tfrecord  # pylint: disable=g-import-not-at-top
+  from fkd_tf.data import convert  # pylint: disable=g-import-not-at-top
   folder = os.path.join(str(tmp_path_factory.mktemp("records")), "tfrecords")
-  convert_to_tfrecord.convert(raw_dir, folder, val_fraction=0.2, examples_per_shard=10)
+  convert.convert(raw_dir, folder, val_fraction=0.2, examples_per_shard=10)
   return folder
 
 

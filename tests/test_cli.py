@@ -27,11 +27,9 @@ def console_scripts():
   return scripts
 
 
-# Commands whose --help still imports TensorFlow, and why (each a known follow-up):
-# train's flags come from TrainConfig, whose module (core.config, core.augment) imports
-# TensorFlow; bench's module holds its library functions; the converter and the curve
-# plotter import TensorFlow-using library modules at their top.
-IMPORTS_TENSORFLOW_FOR_HELP = {"fkd-train", "fkd-bench", "fkd-convert", "fkd-plot-curve"}
+# Commands whose --help still imports TensorFlow, and why (a known follow-up): train's
+# flags come from TrainConfig, whose modules (core.config, core.augment) import TensorFlow.
+IMPORTS_TENSORFLOW_FOR_HELP = {"fkd-train"}
 
 _HELP_PROBE = """
 import sys, importlib

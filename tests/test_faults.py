@@ -112,20 +112,20 @@ def test_an_impossible_model_dir_is_one_line_of_error(tfrecord_dir, tmp_path):
 SLOW_CONVERT = r"""
 import sys, time
 import tensorflow as tf
-from tools import convert_to_tfrecord
+from fkd_tf.data import convert
 
 real_writer = tf.io.TFRecordWriter
 class SlowWriter(real_writer):
   def write(self, record):
     time.sleep(0.05)
     super().write(record)
-convert_to_tfrecord.tf.io.TFRecordWriter = SlowWriter
-convert_to_tfrecord.convert(sys.argv[1], sys.argv[2], val_fraction=0.2, examples_per_shard=2)
+convert.tf.io.TFRecordWriter = SlowWriter
+convert.convert(sys.argv[1], sys.argv[2], val_fraction=0.2, examples_per_shard=2)
 """
 
 
 def test_killed_converter_leaves_no_incomplete_shard_and_a_rerun_completes(raw_dir, tmp_path):
-  from tools import convert_to_tfrecord  # pylint: disable=g-import-not-at-top
+  from fkd_tf.data import convert  # pylint: disable=g-import-not-at-top
   output = str(tmp_path / "records")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
   process = subprocess.Popen([sys.executable, "-c", SLOW_CONVERT, raw_dir, output], env=env,
@@ -142,7 +142,7 @@ def test_killed_converter_leaves_no_incomplete_shard_and_a_rerun_completes(raw_d
   assert process.returncode == -signal.SIGKILL, "the converter finished before the kill"
   assert not os.path.exists(output)  # nothing under the final name
   assert partial()  # what the killed run left is hidden under its temporary name
-  convert_to_tfrecord.convert(raw_dir, output, val_fraction=0.2, examples_per_shard=2)
+  convert.convert(raw_dir, output, val_fraction=0.2, examples_per_shard=2)
   assert not partial()  # the rerun cleared the dead run's leftovers
   from fkd_tf.data import records  # pylint: disable=g-import-not-at-top
   info = records.read_dataset_info(output)

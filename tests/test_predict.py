@@ -16,7 +16,7 @@ from fkd_tf.core import models
 from fkd_tf.serving import saved_model as saved_model_lib
 from fkd_tf.serving import versions
 from fkd_tf.serving.module import Stage
-from tools import serving_client
+from fkd_tf.serving import client
 import fakes
 
 # Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
@@ -201,11 +201,11 @@ def test_predict_on_a_real_test_image_is_near_the_truth(real_dir, tmp_path):
 
 
 def test_rest_body_is_tf_serving_row_format():
-  body = serving_client.build_request([b"\x89PNG fake", b"\xff\xd8\xff other"])
+  body = client.build_request([b"\x89PNG fake", b"\xff\xd8\xff other"])
   assert body["signature_name"] == "serving_default"
   assert len(body["instances"]) == 2
   assert base64.b64decode(body["instances"][0]["image_bytes"]["b64"]) == b"\x89PNG fake"
-  assert serving_client.predict_url("h", 8501, "fkd_tf", 3) == (
+  assert client.predict_url("h", 8501, "fkd_tf", 3) == (
       "http://h:8501/v1/models/fkd_tf/versions/3:predict")
 
 
@@ -232,7 +232,7 @@ def test_client_against_a_local_stand_in_for_tf_serving(saved_model):
   thread = threading.Thread(target=server.handle_request, daemon=True)
   thread.start()
   face = fakes.encode(fakes.draw_face(100, 110, (5, 5, 95, 105))[0])
-  keypoints = serving_client.predict([face], "127.0.0.1", server.server_port, "fkd_tf",
+  keypoints = client.predict([face], "127.0.0.1", server.server_port, "fkd_tf",
                                      timeout=60)
   thread.join(timeout=60)
   server.server_close()

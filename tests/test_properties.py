@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from fkd_tf.data import decode
-from tools import convert_to_tfrecord as convert
+from fkd_tf.data import convert
 import fakes
 
 PNG = fakes.encode(np.arange(24 * 30, dtype=np.uint8).reshape(24, 30))

@@ -37,10 +37,10 @@ def test_smoke_training_lowers_the_loss_and_fills_the_run_folder(smoke_run):
 
 
 def test_real_images_smoke_training_lowers_the_loss(real_subset_dir, tmp_path):
-  from tools import convert_to_tfrecord  # pylint: disable=g-import-not-at-top
+  from fkd_tf.data import convert  # pylint: disable=g-import-not-at-top
   from fkd_tf.training import train_lib  # pylint: disable=g-import-not-at-top
   records_dir = str(tmp_path / "records")
-  convert_to_tfrecord.convert(real_subset_dir, records_dir, val_fraction=0.2)
+  convert.convert(real_subset_dir, records_dir, val_fraction=0.2)
   config = config_lib.TrainConfig(tfrecord_dir=records_dir, model_dir=str(tmp_path / "run"),
                                   epochs=4, batch_size=8, learning_rate=1e-3, export=False,
                                   evaluate_test=False)

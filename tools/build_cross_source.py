@@ -31,7 +31,7 @@ from fkd_tf.core.keypoints import NUM_KEYPOINTS, person_id
 from fkd_tf.data import records
 from fkd_tf.cli import command
 # Relative: installed, this folder is the package fkd_tf_tools, not tools.
-from . import convert_to_tfrecord
+from fkd_tf.data import convert
 
 # The training images are 2.3-2.7x their keypoint box (median 2.3 wide, 2.6 high) and the
 # keypoint box's centre lies a median 0.125 box sides below the image centre: 0.05 of a
@@ -230,7 +230,7 @@ def build(sources_dir, output_dir):
       # that libpng warns about on every decode.
       crop.save(image_path, format="PNG", icc_profile=None)
       where = f"{face.image_path} ({face.file_name})"
-      image_bytes, height, width = convert_to_tfrecord.load_image(image_path, where)
+      image_bytes, height, width = convert.load_image(image_path, where)
       examples.append(records.make_example(image_bytes, height, width, face.file_name,
                                            person_id(face.file_name), keypoints.reshape(-1)))
       rows.append((face.file_name, keypoints))
@@ -238,7 +238,7 @@ def build(sources_dir, output_dir):
       max_size = [max(max_size[0], height), max(max_size[1], width)]
     write_csv(os.path.join(partial, CSV_NAME), rows)
     progress = io_utils.progress_bar(len(examples), "face")
-    split = convert_to_tfrecord.write_split(examples, os.path.join(partial, "tfrecords"),
+    split = convert.write_split(examples, os.path.join(partial, "tfrecords"),
                                             "test", 1000, progress)
     split["persons"] = len({person_id(name) for name, _ in rows})
     info = {
@@ -272,7 +272,7 @@ def main(argv):
   del argv
   try:
     info = build(FLAGS.sources_dir, FLAGS.output_dir)
-  except (BuildError, convert_to_tfrecord.ConversionError) as e:
+  except (BuildError, convert.ConversionError) as e:
     sys.exit(f"error: {e}")
   counts = ", ".join(f"{k} {v}" for k, v in info["source"]["faces_per_source"].items())
   print(f"wrote {FLAGS.output_dir}: {info['splits']['test']['count']} faces ({counts})")

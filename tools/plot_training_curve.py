@@ -25,7 +25,6 @@ from absl import app, flags
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fkd_tf.serving import run_folder
 from fkd_tf.utils import io_utils
 from fkd_tf.cli import command
 
@@ -198,6 +197,8 @@ def plot_training_curve(model_dir, original_npz=ORIGINAL_NPZ, rerun_json=RERUN_J
 
 def units_warning(model_dir):
   """A sentence when the run's loss is not in the original's units; None when it is."""
+  # pylint: disable=g-import-not-at-top  (TensorFlow only when a run is read: a fast --help)
+  from fkd_tf.serving import run_folder
   try:
     config = run_folder.read_config(model_dir)
   except run_folder.RunFolderError:

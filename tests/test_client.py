@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run_module
-from tools import serving_client
+from fkd_tf.serving import client
 
 PREDICTIONS = np.arange(2 * 68 * 2, dtype=np.float32).reshape(2, 68, 2) / 4
 
@@ -57,7 +57,7 @@ def _json(obj):
 def test_good_answer_gives_the_keypoints():
   with canned_server([(200, "application/json",
                        _json({"predictions": PREDICTIONS.tolist()}))]) as (port, paths):
-    keypoints = serving_client.predict([b"a", b"b"], "127.0.0.1", port, "fkd_tf", version=3)
+    keypoints = client.predict([b"a", b"b"], "127.0.0.1", port, "fkd_tf", version=3)
   np.testing.assert_array_equal(keypoints, PREDICTIONS)
   assert paths == ["/v1/models/fkd_tf/versions/3:predict"]
 
@@ -65,8 +65,8 @@ def test_good_answer_gives_the_keypoints():
 def test_a_400_shows_the_servers_error_text():
   error = "Could not parse base64 string: Illegal character at byte 7"
   with canned_server([(400, "application/json", _json({"error": error}))]) as (port, _):
-    with pytest.raises(serving_client.ServingError, match=f"answered 400 Bad Request: {error}"):
-      serving_client.predict([b"a"], "127.0.0.1", port, "fkd_tf")
+    with pytest.raises(client.ServingError, match=f"answered 400 Bad Request: {error}"):
+      client.predict([b"a"], "127.0.0.1", port, "fkd_tf")
 
 
 BAD_ANSWERS = {
@@ -91,9 +91,9 @@ BAD_ANSWERS = {
 def test_a_200_without_keypoints_for_every_image_is_a_clear_error(case):
   body, message = BAD_ANSWERS[case]
   with canned_server([(200, "application/json", body)]) as (port, _):
-    with pytest.raises(serving_client.ServingError,
+    with pytest.raises(client.ServingError,
                        match=f"http://127.0.0.1:{port}/v1/models/fkd_tf:predict.*{message}"):
-      serving_client.predict([b"a", b"b"], "127.0.0.1", port, "fkd_tf")
+      client.predict([b"a", b"b"], "127.0.0.1", port, "fkd_tf")
 
 
 def test_command_exits_non_zero_with_the_servers_text(tmp_path):

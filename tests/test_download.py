@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from tools import get_data
+from fkd_tf.data import download
 
 
 def _listing(folder):
@@ -22,19 +22,19 @@ def _expected(raw_dir):
 def test_copies_a_local_folder_and_leaves_it_untouched(raw_dir, tmp_path):
   before = _listing(raw_dir)
   out = str(tmp_path / "data" / "raw")
-  counts = get_data.get_data(out, source=raw_dir, expected=_expected(raw_dir))
+  counts = download.get_data(out, source=raw_dir, expected=_expected(raw_dir))
   assert counts == {"training": 30, "test": 9}
   assert _listing(raw_dir) == before
   assert sorted(os.listdir(out)) == ["test", "test_frames_keypoints.csv", "training",
                                      "training_frames_keypoints.csv"]
   # A second call finds it in place.
-  assert get_data.get_data(out, source=raw_dir, expected=_expected(raw_dir)) == counts
+  assert download.get_data(out, source=raw_dir, expected=_expected(raw_dir)) == counts
 
 
 def test_wrong_counts_are_refused_and_nothing_is_left(raw_dir, tmp_path):
   out = str(tmp_path / "raw")
-  with pytest.raises(get_data.DataError, match="holds 30 images, expected 3462"):
-    get_data.get_data(out, source=raw_dir)
+  with pytest.raises(download.DataError, match="holds 30 images, expected 3462"):
+    download.get_data(out, source=raw_dir)
   assert not os.path.exists(out) and os.listdir(tmp_path) == []
 
 
@@ -53,7 +53,7 @@ def _zip_of(raw_dir, archive, extra=()):
 def test_downloads_and_unpacks_a_zip(raw_dir, tmp_path):
   archive = _zip_of(raw_dir, tmp_path / "official.zip")
   out = str(tmp_path / "raw")
-  counts = get_data.get_data(out, url=archive.as_uri(), expected=_expected(raw_dir))
+  counts = download.get_data(out, url=archive.as_uri(), expected=_expected(raw_dir))
   assert counts == {"training": 30, "test": 9}
 
 
@@ -62,11 +62,11 @@ def test_download_is_checked_against_its_sha256(raw_dir, tmp_path):
   right = hashlib.sha256(archive.read_bytes()).hexdigest()
   wrong = "0" * 64
   out = str(tmp_path / "data" / "raw")
-  with pytest.raises(get_data.DataError,
+  with pytest.raises(download.DataError,
                      match=f"official.zip: the download's sha256 is {right}, expected {wrong}"):
-    get_data.get_data(out, url=archive.as_uri(), expected=_expected(raw_dir), sha256=wrong)
+    download.get_data(out, url=archive.as_uri(), expected=_expected(raw_dir), sha256=wrong)
   assert os.listdir(tmp_path / "data") == []  # no output, no staging left
-  counts = get_data.get_data(out, url=archive.as_uri(), expected=_expected(raw_dir),
+  counts = download.get_data(out, url=archive.as_uri(), expected=_expected(raw_dir),
                              sha256=right)
   assert counts == {"training": 30, "test": 9}
   assert sorted(os.listdir(tmp_path / "data")) == ["raw"]
@@ -78,15 +78,15 @@ def test_zip_bombs_are_refused_before_extraction(raw_dir, tmp_path):
   bomb = _zip_of(raw_dir, tmp_path / "bomb.zip", [("data/padding.bin", bytes(20 << 20))])
   assert bomb.stat().st_size < 1 << 20
   out = tmp_path / "out" / "raw"
-  with pytest.raises(get_data.DataError, match="bomb.zip: member data/padding.bin would "
+  with pytest.raises(download.DataError, match="bomb.zip: member data/padding.bin would "
                      "expand [0-9]+-fold .*more than 100-fold"):
-    get_data.get_data(str(out), url=bomb.as_uri(), expected=_expected(raw_dir))
+    download.get_data(str(out), url=bomb.as_uri(), expected=_expected(raw_dir))
   assert os.listdir(tmp_path / "out") == []
   # The total is capped too: this data set unpacks to more than 100 kB.
   plain = _zip_of(raw_dir, tmp_path / "plain.zip")
-  with pytest.raises(get_data.DataError, match=r"plain.zip would unpack to [0-9]+ bytes, "
+  with pytest.raises(download.DataError, match=r"plain.zip would unpack to [0-9]+ bytes, "
                      "more than the 100000 allowed"):
-    get_data.get_data(str(out), url=plain.as_uri(), expected=_expected(raw_dir),
+    download.get_data(str(out), url=plain.as_uri(), expected=_expected(raw_dir),
                       max_unzipped_bytes=100_000)
   assert os.listdir(tmp_path / "out") == []
 
@@ -108,8 +108,8 @@ def test_a_source_image_that_does_not_decode_is_named(raw_dir, tmp_path, damage)
     f.write({"empty": b"", "not an image": b"hello " * 100,
              "truncated": data[:len(data) // 2]}[damage])
   out = tmp_path / "out" / "raw"
-  with pytest.raises(get_data.DataError, match=f"{image_path} is (empty|not a readable)"):
-    get_data.get_data(str(out), source=source, expected=_expected(raw_dir))
+  with pytest.raises(download.DataError, match=f"{image_path} is (empty|not a readable)"):
+    download.get_data(str(out), source=source, expected=_expected(raw_dir))
   assert not os.path.exists(tmp_path / "out")
 
 
@@ -119,9 +119,9 @@ def test_a_link_leading_out_of_the_source_is_refused(raw_dir, tmp_path):
   shutil.move(image_path, outside)  # a good image, so only the link check can refuse it
   os.symlink(outside, image_path)
   out = tmp_path / "out" / "raw"
-  with pytest.raises(get_data.DataError,
+  with pytest.raises(download.DataError,
                      match=f"{image_path} is a link to {outside}, outside --source"):
-    get_data.get_data(str(out), source=source, expected=_expected(raw_dir))
+    download.get_data(str(out), source=source, expected=_expected(raw_dir))
   assert not os.path.exists(tmp_path / "out")
 
 
@@ -129,14 +129,14 @@ def test_an_output_dir_inside_the_source_is_refused(raw_dir, tmp_path):
   source, _ = _source_copy(raw_dir, tmp_path)
   before = _listing(source)
   out = os.path.join(source, "copy")
-  with pytest.raises(get_data.DataError,
+  with pytest.raises(download.DataError,
                      match=f"--output_dir={out} and --source={source} overlap"):
-    get_data.get_data(out, source=source, expected=_expected(raw_dir))
+    download.get_data(out, source=source, expected=_expected(raw_dir))
   assert _listing(source) == before
 
 
 def test_real_data_layout(real_dir):
-  assert get_data.check_layout(real_dir) == {"training": 3462, "test": 770}
+  assert download.check_layout(real_dir) == {"training": 3462, "test": 770}
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_a_source_image_that_is_not_a_regular_file_is_refused_unopened(raw_dir, 
   os.remove(path)
   os.mkfifo(path) if kind == "named pipe" else os.mkdir(path)
   out = str(tmp_path / "raw")
-  with pytest.raises(get_data.DataError,
+  with pytest.raises(download.DataError,
                      match=f"^{path} is a {kind}, not an image file; refusing to open it$"):
-    get_data.get_data(out, source=source, expected=_expected(raw_dir))
+    download.get_data(out, source=source, expected=_expected(raw_dir))
   assert not os.path.exists(out)

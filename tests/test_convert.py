@@ -12,7 +12,7 @@ import tensorflow as tf
 from fkd_tf.utils import io_utils
 from fkd_tf.data import records
 from fkd_tf.core.keypoints import person_id
-from tools import convert_to_tfrecord as convert
+from fkd_tf.data import convert
 import fakes
 
 
