@@ -49,8 +49,11 @@ def test_port_matches_the_tflite_file_on_real_faces(port_and_interpreter, real_d
   assert worst["regressors"] <= 1e-3 and worst["classificators"] <= 1e-3, worst
 
 
-def test_anchors_and_keypoint_boxes_are_the_numpy_paths():
-  np.testing.assert_array_equal(blazeface.anchors(), detect.blazeface_anchors())
+def test_anchor_layout_and_keypoint_boxes_are_the_numpy_paths():
+  anchors = blazeface.anchors()
+  assert anchors.shape == (896, 2)  # 16 x 16 x 2 + 8 x 8 x 6
+  np.testing.assert_allclose(anchors[:3], [[1 / 32, 1 / 32]] * 2 + [[3 / 32, 1 / 32]])
+  np.testing.assert_allclose(anchors[512], [1 / 16, 1 / 16])
   boxes = np.array([[10.0, 20.0, 110.0, 140.0], [300.5, 40.0, 340.0, 90.25]], np.float32)
   expected = detect.keypoint_boxes_of_regions(detect.crop_regions(boxes, "blazeface"))
   np.testing.assert_allclose(blazeface.keypoint_boxes(boxes).numpy(), expected, atol=1e-3)

@@ -105,12 +105,6 @@ def test_crop_regions_arithmetic():
   assert detect.crop_regions(np.zeros((0, 4)), "haar").shape == (0, 4)
 
 
-def test_anchor_layouts_match_the_networks_outputs():
-  short = detect.blazeface_anchors()
-  assert short.shape == (896, 2)  # 16 x 16 x 2 + 8 x 8 x 6
-  np.testing.assert_allclose(short[:3], [[1 / 32, 1 / 32]] * 2 + [[3 / 32, 1 / 32]])
-  np.testing.assert_allclose(short[512], [1 / 16, 1 / 16])
-
 
 def test_unknown_detector_and_missing_package_are_named(monkeypatch):
   with pytest.raises(ValueError, match="mtcnn.*blazeface, dlib, haar"):

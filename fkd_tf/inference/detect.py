@@ -135,7 +135,6 @@ def _missing(package, extra="detect"):
 # face_detection_short_range_common.pbtxt): per feature map, (stride, anchors per cell).
 BLAZEFACE_FILE = "face_detection_short_range.tflite"
 BLAZEFACE_SIDE = 128
-BLAZEFACE_LAYERS = ((8, 2), (16, 6))
 BLAZEFACE_MIN_SCORE = 0.5
 BLAZEFACE_IOU = 0.3  # MediaPipe's min_suppression_threshold
 # At 128 px a face under about a tenth of a large photo's width is a few pixels: on
@@ -143,16 +142,6 @@ BLAZEFACE_IOU = 0.3  # MediaPipe's min_suppression_threshold
 # the shorter side (at least TILE_MIN_SIDE) found 319 (docs/experiments.md has the table).
 TILE_MIN_SIDE = 256
 
-
-def blazeface_anchors(side=BLAZEFACE_SIDE, layers=BLAZEFACE_LAYERS):
-  """Anchor centres [A, 2] in [0, 1] of the input, row by row, cell by cell."""
-  anchors = []
-  for stride, per_cell in layers:
-    cells = side // stride
-    for y in range(cells):
-      for x in range(cells):
-        anchors.extend([((x + 0.5) / cells, (y + 0.5) / cells)] * per_cell)
-  return np.array(anchors, np.float32)
 
 
 def _tflite_model_path(file_name):
@@ -226,7 +215,8 @@ def _blazeface_once(rgb, min_score):
   raw_boxes = interpreter.get_tensor(outputs[1]["index"])[0]  # [A, 16]: box, 6 points
   scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -100.0, 100.0)))
   keep = scores >= min_score
-  centre = raw_boxes[keep, :2] / BLAZEFACE_SIDE + blazeface_anchors()[keep]
+  from fkd_tf.core import blazeface  # pylint: disable=g-import-not-at-top  (Keras, lazily)
+  centre = raw_boxes[keep, :2] / BLAZEFACE_SIDE + blazeface.anchors()[keep]
   half = raw_boxes[keep, 2:4] / BLAZEFACE_SIDE / 2
   boxes = np.concatenate([centre - half, centre + half], axis=1) * square
   return boxes - (pad_x, pad_y, pad_x, pad_y), scores[keep]
