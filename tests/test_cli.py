@@ -27,10 +27,6 @@ def console_scripts():
   return scripts
 
 
-# Commands whose --help still imports TensorFlow, and why (a known follow-up): train's
-# flags come from TrainConfig, whose modules (core.config, core.augment) import TensorFlow.
-IMPORTS_TENSORFLOW_FOR_HELP = {"fkd-train"}
-
 _HELP_PROBE = """
 import sys, importlib
 sys.argv = [{name!r}, "--help"]
@@ -70,8 +66,7 @@ def test_help_lists_the_commands_own_flags_and_exits_0(name):
     assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, (flag, name)
   assert "Try --helpfull" not in result.stdout
   assert "--stderrthreshold" not in result.stdout  # absl's own flags only with --helpfull
-  if name not in IMPORTS_TENSORFLOW_FOR_HELP:
-    assert "TENSORFLOW False" in result.stderr, f"{name} --help imported TensorFlow"
+  assert "TENSORFLOW False" in result.stderr, f"{name} --help imported TensorFlow"
 
 
 @pytest.mark.slow

@@ -138,3 +138,11 @@ def test_rewritten_recipes_train_exactly_what_they_did(tmp_path, monkeypatch):
     before = train_flags.config_from_flagfile(f"configs/{name}.flags")
     assert now[name] == before, name
   assert now["base"].train_splits == "train,val" and now["smoke"].epochs == 2
+
+
+def test_the_names_the_flags_offer_are_the_registries():
+  # core.config names them without importing Keras (a fast --help); they must not drift.
+  from fkd_tf.core import losses, models, pretrained  # pylint: disable=g-import-not-at-top
+  assert sorted(config_lib.MODEL_NAMES) == sorted(models.MODELS)
+  assert sorted(config_lib.LOSS_NAMES) == sorted(losses.LOSSES)
+  assert sorted(config_lib.PRETRAINED_NAMES) == sorted(pretrained.SOURCES)

@@ -2,9 +2,16 @@
 
 import dataclasses
 
-from fkd_tf.core import losses, models, pretrained
-from fkd_tf.core.augment import AugmentConfig
+from fkd_tf.core.augment_config import AugmentConfig
 from fkd_tf.core.keypoints import NORMALISATIONS
+
+# The names the registries hold (core.models.MODELS, core.losses.LOSSES,
+# core.pretrained.SOURCES; tests/test_config.py checks they agree), known here without
+# importing Keras, so that `fkd-train --help` and the flag checks need no TensorFlow.
+MODEL_NAMES = ("fknet", "facemesh_160", "facemesh_192", "mobilenet_050", "mobilenet_075",
+               "ppbnet", "tiny")
+LOSS_NAMES = ("huber", "l1", "wing")
+PRETRAINED_NAMES = ("facemesh",)
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 SCHEDULES = ("constant", "cosine")
@@ -25,8 +32,8 @@ class TrainConfig:
   tfrecord_dir: str = _setting(help_text="Folder of shards and dataset_info.json written "
                                "by tools.convert_to_tfrecord.")
   model_dir: str = _setting(help_text="Run folder: checkpoints, logs, reports, export.")
-  model: str = _setting("ppbnet", f"Network: one of {sorted(models.MODELS)}.")
-  loss: str = _setting("huber", f"Loss: one of {sorted(losses.LOSSES)}.")
+  model: str = _setting("ppbnet", f"Network: one of {list(MODEL_NAMES)}.")
+  loss: str = _setting("huber", f"Loss: one of {list(LOSS_NAMES)}.")
   huber_delta: float = _setting(1.0, "Huber delta (SmoothL1 beta).")
   normalisation: str = _setting("original", "Keypoint normalisation: one of "
                                 f"{sorted(NORMALISATIONS)}.")
@@ -75,7 +82,7 @@ class TrainConfig:
                             "initialisation: fine-tuning, or a longer schedule. A rerun "
                             "that resumes from its backup ignores it.")
   pretrained: str = _setting("", "Pretrained weights a new run starts from, one of "
-                             f"{sorted(pretrained.SOURCES)}, its head fitted by ridge "
+                             f"{list(PRETRAINED_NAMES)}, its head fitted by ridge "
                              "regression first; '' trains from scratch.")
   freeze_until: str = _setting("", "With --pretrained: layers up to and including this one "
                                "are not trained.")
@@ -83,10 +90,10 @@ class TrainConfig:
 def check(config):
   """Returns a list of problems, each naming its setting; empty when the config is sound."""
   problems = []
-  if config.model not in models.MODELS:
-    problems.append(f"--model={config.model!r}: choose one of {sorted(models.MODELS)}")
-  if config.loss not in losses.LOSSES:
-    problems.append(f"--loss={config.loss!r}: choose one of {sorted(losses.LOSSES)}")
+  if config.model not in MODEL_NAMES:
+    problems.append(f"--model={config.model!r}: choose one of {sorted(MODEL_NAMES)}")
+  if config.loss not in LOSS_NAMES:
+    problems.append(f"--loss={config.loss!r}: choose one of {sorted(LOSS_NAMES)}")
   if config.normalisation not in NORMALISATIONS:
     problems.append(f"--normalisation={config.normalisation!r}: choose one of "
                     f"{sorted(NORMALISATIONS)}")
@@ -100,9 +107,9 @@ def check(config):
   for name in ("learning_rate", "huber_delta"):
     if not getattr(config, name) > 0:
       problems.append(f"--{name}={getattr(config, name)} must be > 0")
-  if config.pretrained and config.pretrained not in pretrained.SOURCES:
+  if config.pretrained and config.pretrained not in PRETRAINED_NAMES:
     problems.append(f"--pretrained={config.pretrained!r}: choose one of "
-                    f"{sorted(pretrained.SOURCES)} or ''")
+                    f"{sorted(PRETRAINED_NAMES)} or ''")
   if config.freeze_until and not config.pretrained:
     problems.append("--freeze_until needs --pretrained (a network trained from scratch "
                     "learns every layer)")
