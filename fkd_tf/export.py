@@ -97,7 +97,7 @@ def main(argv):
     stages = [dataclasses.replace(stage, flip_average=True) for stage in stages]
   elif FLAGS.flip_average_last:
     stages[-1] = dataclasses.replace(stages[-1], flip_average=True)
-  if stages[0].region_margin is not None:
+  if stages[0].framing.region_margin is not None:
     raise app.UsageError(f"--model_dirs: {FLAGS.model_dirs[0]} is a refining stage; the "
                          "first stage must frame whole images")
   warmup = _warmup_images(FLAGS.tfrecord_dir, given=FLAGS["tfrecord_dir"].present)

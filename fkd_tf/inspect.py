@@ -39,6 +39,7 @@ def _run_args():
   # The current folder, never beside the export, which may be the shipped model inside
   # site-packages.
   # pylint: disable=g-import-not-at-top  (TensorFlow after the flags: a fast --help)
+  from fkd_tf.core.framing import Framing
   from fkd_tf.evaluation import inspection, reports
   from fkd_tf.serving import run_folder, versions
   from fkd_tf.utils import io_utils
@@ -47,7 +48,7 @@ def _run_args():
     kernels, layer_name = inspection.first_conv_kernels(network)
     return kernels, layer_name, dict(
         rescale_size=config.augment.rescale_size,
-        predict_fn=reports.network_predictor(network, config.augment, config.normalisation),
+        predict_fn=reports.network_predictor(network, Framing.of_config(config)),
         tfrecord_dir=FLAGS.tfrecord_dir or config.tfrecord_dir,
         output_dir=FLAGS.output_dir or os.path.join(FLAGS.model_dir, "inspect"),
         log_dir=os.path.join(FLAGS.model_dir, "logs"))
@@ -57,7 +58,7 @@ def _run_args():
       os.path.join(saved_model, "assets.extra", "fkd_tf.json")))["stages"][0]
   output_dir = FLAGS.output_dir or f"inspect_{common_flags.export_name(FLAGS.saved_model)}"
   return kernels, layer_name, dict(
-      rescale_size=first_stage["rescale_size"],
+      rescale_size=Framing.from_json(first_stage).rescale_size,
       predict_fn=reports.saved_model_predictor(saved_model),
       tfrecord_dir=FLAGS.tfrecord_dir or common_flags.DEFAULT_TFRECORD_DIR,
       output_dir=output_dir, log_dir=os.path.join(output_dir, "logs"), with_bytes=True)

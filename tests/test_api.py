@@ -9,13 +9,14 @@ import fakes
 import fkd_tf
 from fkd_tf.core import models
 from fkd_tf.serving import saved_model
+from fkd_tf.core.framing import Framing
 from fkd_tf.serving.module import Stage
 
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
   base = str(tmp_path_factory.mktemp("api") / "export")
-  return saved_model.export([Stage(models.build("tiny"), 90.0, "centered")], base)
+  return saved_model.export([Stage(models.build("tiny"), Framing(90.0, "centered"))], base)
 
 
 def _face_rgb():

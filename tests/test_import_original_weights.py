@@ -347,7 +347,7 @@ def test_exported_import_serves_the_originals_keypoints(imported_run, test_faces
   measures), against the original's keypoints in image pixels."""
   model_dir, _ = imported_run
   stage = stage_of(*run_folder.load_network(model_dir))
-  assert stage.original_rounding  # from configs/base.flags, through the run's config.json
+  assert stage.framing.original_rounding  # from configs/base.flags, through the run's config.json
   path = saved_model.export([stage], str(tmp_path / "export"))
   serve = versions.load_saved_model(path).signatures["serving_default"]
   keypoints_px = serve(image_bytes=tf.constant(test_faces["bytes"]))["keypoints"].numpy()

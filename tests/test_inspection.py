@@ -9,6 +9,7 @@ from conftest import run_module
 from fkd_tf.evaluation import inspection, reports
 from fkd_tf.core import augment, models
 from fkd_tf.serving import saved_model
+from fkd_tf.core.framing import Framing
 from fkd_tf.serving.module import Stage
 
 # Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
@@ -57,12 +58,12 @@ def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path)
   config = augment.AugmentConfig()
   kernels, name = inspection.first_conv_kernels(network)
   counts, chosen = inspection.inspect_run(
-      kernels, name, 100.0, reports.network_predictor(network, config, "original"),
+      kernels, name, 100.0, reports.network_predictor(network, Framing(config.rescale_size, "original")),
       tfrecord_dir, str(tmp_path / "inspect"), worst=4, log_dir=str(tmp_path / "logs"))
   assert sum(counts.values()) == 32 and counts["edge"] >= 2 and counts["blur"] >= 1
   nmes = [r["nme_io"] for r in chosen]
   assert nmes == sorted(nmes, reverse=True) and len(chosen) == 4
-  reports.evaluate_split(reports.network_predictor(network, config, "original"),
+  reports.evaluate_split(reports.network_predictor(network, Framing(config.rescale_size, "original")),
                           tfrecord_dir, "test", str(tmp_path / "eval"))
   per_image = {r["file_name"]: float(r["nme_io"])
                for r in csv.DictReader(open(tmp_path / "eval" / "per_image_test.csv"))}
@@ -77,7 +78,8 @@ def test_worst_faces_sorted_and_match_the_evaluation_csv(tfrecord_dir, tmp_path)
 
 def test_kernels_read_from_an_export_are_the_networks(tmp_path):
   network = hand_set_network()
-  path = saved_model.export([Stage(network, 100.0, "original")], str(tmp_path / "export"))
+  path = saved_model.export([Stage(network, Framing(100.0, "original"))],
+                            str(tmp_path / "export"))
   kernels, _ = inspection.saved_model_first_conv(path)
   np.testing.assert_array_equal(kernels, inspection.first_conv_kernels(network)[0])
 

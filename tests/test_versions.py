@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from fkd_tf.core import models
 from fkd_tf.serving import saved_model, versions
+from fkd_tf.core.framing import Framing
 from fkd_tf.serving.module import Stage
 
 
@@ -33,13 +34,13 @@ def test_an_export_that_counted_before_another_committed_takes_the_next_number(
     where, tmp_path, monkeypatch):
   base = str(tmp_path / "export") if where == "local" else f"ram://race_{uuid.uuid4().hex}"
   network, other = models.build("tiny"), models.build("tiny")
-  first = saved_model.export([Stage(network, 90.0, "centered")], base, litert=False)
+  first = saved_model.export([Stage(network, Framing(90.0, "centered"))], base, litert=False)
   first_model = _read(f"{first}/saved_model.pb")
   first_files = sorted(tf.io.gfile.listdir(first))
   _stale_count(monkeypatch, stale_calls=2)
   # Locally the second export's rename met version 1 and failed ("Directory not empty");
   # on ram:// (as on gs://) it uploaded into version 1, over the first export's files.
-  second = saved_model.export([Stage(other, 90.0, "centered")], base, litert=False)
+  second = saved_model.export([Stage(other, Framing(90.0, "centered"))], base, litert=False)
   assert second.endswith("/2") and versions.versions(base) == [1, 2]
   assert _read(f"{first}/saved_model.pb") == first_model
   assert sorted(tf.io.gfile.listdir(first)) == first_files

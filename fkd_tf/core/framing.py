@@ -6,10 +6,62 @@ validation, evaluation, serving and predict all call these, so the "original ima
 net frame" map and its inverse exist once.
 """
 
+import dataclasses
+from typing import Optional
+
 import tensorflow as tf
 
 from fkd_tf.core import geometry
 from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NET_SIZE, NORMALISATIONS, NUM_KEYPOINTS
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+  """How a network sees a face: the one value training, evaluation, the served graph, the
+  LiteRT path and the export metadata all take and store.
+
+  rescale_size: the region's shorter side after rescaling, before the centred 90x90 crop.
+  normalisation: what the network's outputs mean (a key of `keypoints.NORMALISATIONS`).
+  region_margin: None frames the whole image (a first stage); a number frames a square of
+    that many times the larger side of a keypoint box (a refining stage: the truth's in
+    training, the previous stage's keypoints or a face box when served).
+  original_rounding: whole-pixel sizes and offsets, as the original's numpy code framed
+    (`geometry.frame_matrix`); such a stage is also served without the pre-filter.
+  """
+  rescale_size: float
+  normalisation: str
+  region_margin: Optional[float] = None
+  original_rounding: bool = False
+
+  @classmethod
+  def of_config(cls, config):
+    """The framing a `core.config.TrainConfig` trains (and so must be served) with."""
+    settings = config.augment
+    margin = settings.region_margin if settings.region == "keypoints" else None
+    return cls(float(settings.rescale_size), config.normalisation, margin,
+               settings.original_rounding)
+
+  def to_json(self):
+    """The export metadata's fields (`from_json` reads them back)."""
+    return {"rescale_size": self.rescale_size, "normalisation": self.normalisation,
+            "region_margin": self.region_margin, "original_rounding": self.original_rounding}
+
+  @classmethod
+  def from_json(cls, record):
+    """A framing from `to_json`'s fields (exports older than original_rounding: False)."""
+    return cls(float(record["rescale_size"]), record["normalisation"],
+               record["region_margin"], bool(record.get("original_rounding", False)))
+
+  def regions(self, image_size, keypoints_px):
+    """The regions a batch is framed from: [N, 4] (x0, y0, x1, y1) image pixels."""
+    if self.region_margin is not None:
+      return geometry.square_around_points(keypoints_px, self.region_margin)
+    return whole_image_regions(image_size)
+
+  def predict_keypoints_px(self, network, images, regions):
+    """`predict_keypoints_px` in this framing."""
+    return predict_keypoints_px(network, images, regions, self.rescale_size,
+                                self.normalisation, self.original_rounding)
 
 
 def whole_image_regions(image_size):

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from fkd_tf.inference import visualize
 from fkd_tf.utils import io_utils
-from fkd_tf.core import augment, framing, geometry, losses, metrics
+from fkd_tf.core import framing, geometry, losses, metrics
 from fkd_tf.core.keypoints import REGIONS
 from fkd_tf.data import pipeline
 from fkd_tf.serving import versions
@@ -23,10 +23,11 @@ from fkd_tf.serving import versions
 ORIGINAL_RESCALE = 100.0
 
 
-def network_predictor(network, augment_config, normalisation):
+def network_predictor(network, net_framing):
   """Batch dict -> keypoints_px [N, 68, 2] numpy, through a Keras network.
 
-  A refining stage (augment_config.region == "keypoints") is framed around the *true*
+  net_framing: the network's `framing.Framing`.
+  A refining stage (a region_margin) is framed around the *true*
   keypoints here: an oracle box, for choosing that stage; the cascade's own numbers come
   from its SavedModel.
   """
@@ -34,10 +35,8 @@ def network_predictor(network, augment_config, normalisation):
                                 tf.TensorSpec([None, 2], tf.int32),
                                 tf.TensorSpec([None, 68, 2], tf.float32)])
   def predict(images, image_size, keypoints_px):
-    regions = augment.regions_for(image_size, keypoints_px, augment_config)
-    predicted, _, _ = framing.predict_keypoints_px(
-        network, images, regions, augment_config.rescale_size, normalisation,
-        original_rounding=augment_config.original_rounding)
+    regions = net_framing.regions(image_size, keypoints_px)
+    predicted, _, _ = net_framing.predict_keypoints_px(network, images, regions)
     return predicted
 
   return lambda batch: predict(batch["image"], batch["image_size"],

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from fkd_tf.core.framing import Framing
 from fkd_tf.utils import io_utils
 from fkd_tf.core.keypoints import MIRROR_PERMUTATION, NET_SIZE, NORMALISATIONS, NUM_KEYPOINTS
 
@@ -156,7 +157,8 @@ class LiteRTCascade:
   def __init__(self, saved_model_dir, num_threads=1):
     metadata = json.loads(io_utils.read_bytes(
         os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)))
-    self.stages = metadata["stages"]
+    # Each stage's record, with its framing read back as the export wrote it.
+    self.stages = [dict(stage, framing=Framing.from_json(stage)) for stage in metadata["stages"]]
     self.box_passes = metadata.get("box_passes")
     interpreter_class = _interpreter_class()
     self._runners = {}
@@ -172,18 +174,18 @@ class LiteRTCascade:
         self._runners[name] = (interpreter, interpreter.get_input_details()[0]["index"],
                                interpreter.get_output_details()[0]["index"])
     self._first_refining = next((i for i, s in enumerate(self.stages)
-                                 if s["region_margin"] is not None), None)
+                                 if s["framing"].region_margin is not None), None)
 
   def _network(self, stage, frame):
     interpreter, input_index, output_index = self._runners[stage["litert"]]
     interpreter.set_tensor(input_index, frame[np.newaxis, :, :, np.newaxis])
     interpreter.invoke()
-    offset, scale = NORMALISATIONS[stage["normalisation"]]
+    offset, scale = NORMALISATIONS[stage["framing"].normalisation]
     return interpreter.get_tensor(output_index).reshape(NUM_KEYPOINTS, 2) * scale + offset
 
   def _run_stage(self, stage, image, region):
     frame, (scale_x, scale_y, tx, ty) = gray_frame(
-        image, region, stage["rescale_size"], stage.get("original_rounding", False))
+        image, region, stage["framing"].rescale_size, stage["framing"].original_rounding)
     keypoints_net = self._network(stage, frame)
     if stage["flip_average"]:
       mirrored = self._network(stage, np.ascontiguousarray(frame[:, ::-1]))
@@ -209,17 +211,18 @@ class LiteRTCascade:
     first = self._first_refining
     if has_box:
       box = np.asarray(box, np.float64)
-      region = square_around_points(box.reshape(2, 2), self.stages[first]["region_margin"])
+      region = square_around_points(box.reshape(2, 2),
+                                    self.stages[first]["framing"].region_margin)
     else:
       keypoints_px = None
       for stage in self.stages[:first]:
         keypoints_px = self._run_stage(stage, image, whole)
-      region = square_around_points(keypoints_px, self.stages[first]["region_margin"])
+      region = square_around_points(keypoints_px, self.stages[first]["framing"].region_margin)
     keypoints_px = self._run_stage(self.stages[first], image, region)
     refining = self.stages[first + 1:]
     if has_box and self.box_passes is not None:
       refining = refining[:max(0, self.box_passes - 1)]
     for stage in refining:
-      region = square_around_points(keypoints_px, stage["region_margin"])
+      region = square_around_points(keypoints_px, stage["framing"].region_margin)
       keypoints_px = self._run_stage(stage, image, region)
     return keypoints_px.astype(np.float32)

@@ -6,11 +6,11 @@ sizes and formats. `serving.saved_model` writes it for TF Serving.
 """
 
 import dataclasses
-from typing import Optional
 
 import tensorflow as tf
 
 from fkd_tf.core import blazeface, framing, geometry
+from fkd_tf.core.framing import Framing
 from fkd_tf.core.keypoints import NET_SIZE, NUM_KEYPOINTS
 from fkd_tf.data.decode import decode_gray, decode_rgb, header_pixels
 
@@ -19,18 +19,14 @@ from fkd_tf.data.decode import decode_gray, decode_rgb, header_pixels
 class Stage:
   """One network of the served model and the framing it was trained with.
 
-  region_margin: None for a whole-image stage (framed on the whole image, or on a given
-  box when the model has no refining stage); for a refining stage, the side of its square
-  over the larger side of a keypoint box: the previous stage's keypoints, or a face box.
-  original_rounding: frame in whole pixels as the original did (`core.geometry`); False
-  for stages made before the option existed.
+  framing: its `core.framing.Framing`; a region_margin of None marks a whole-image stage
+  (framed on the whole image, or on a given box when the model has no refining stage), a
+  number a refining stage (a square that many times the larger side of a keypoint box:
+  the previous stage's keypoints, or a face box).
   """
   network: object
-  rescale_size: float
-  normalisation: str
-  region_margin: Optional[float] = None
+  framing: Framing
   flip_average: bool = False  # also run on the mirrored frame and average
-  original_rounding: bool = False
 
 
 # A face box must be at least this many pixels on a side and at most this many times its
@@ -202,12 +198,12 @@ class KeypointServer(tf.Module):
 
   def _run_stage(self, stage, images, sizes, image_index, regions):
     crop_fraction = tf.fill([tf.shape(regions)[0], 2], 0.5)  # `framing.frame_batch`'s
-    net_from_image = geometry.frame_matrix(regions, crop_fraction, stage.rescale_size,
-                                           original_rounding=stage.original_rounding)
+    net_from_image = geometry.frame_matrix(regions, crop_fraction, stage.framing.rescale_size,
+                                           original_rounding=stage.framing.original_rounding)
     images_net = _frame_faces(images, image_index, net_from_image, sizes,
-                              prefilter=not stage.original_rounding)
+                              prefilter=not stage.framing.original_rounding)
     keypoints_net = framing.keypoints_net_of(self._forwards[id(stage.network)], images_net,
-                                             stage.normalisation,
+                                             stage.framing.normalisation,
                                              stage.flip_average)
     return framing.keypoints_px_from_net(keypoints_net, net_from_image)
 
@@ -226,7 +222,8 @@ class KeypointServer(tf.Module):
     has_box = tf.reduce_any(boxes != 0.0, axis=-1)
     run_stage = lambda stage, regions: self._run_stage(stage, images, sizes, image_index,
                                                        regions)
-    refining = [i for i, stage in enumerate(self.stages) if stage.region_margin is not None]
+    refining = [i for i, stage in enumerate(self.stages)
+                if stage.framing.region_margin is not None]
     if not refining:
       regions = tf.where(has_box[:, tf.newaxis], boxes, whole)
       keypoints_px = run_stage(self.stages[0], regions)
@@ -244,13 +241,13 @@ class KeypointServer(tf.Module):
     # The coarse stages run only when some image came without a box.
     coarse_px = tf.cond(tf.reduce_all(has_box),
                         lambda: tf.zeros([tf.shape(boxes)[0], NUM_KEYPOINTS, 2]), coarse)
-    margin = self.stages[first_refining].region_margin
+    margin = self.stages[first_refining].framing.region_margin
     regions = tf.where(has_box[:, tf.newaxis],
                        geometry.square_around_box(boxes, margin),
                        geometry.square_around_points(coarse_px, margin))
     keypoints_px = run_stage(self.stages[first_refining], regions)
     for index, stage in enumerate(self.stages[first_refining + 1:], start=2):
-      regions = geometry.square_around_points(keypoints_px, stage.region_margin)
+      regions = geometry.square_around_points(keypoints_px, stage.framing.region_margin)
       refine = lambda s=stage, r=regions: run_stage(s, r)
       if self.box_passes is not None and index > self.box_passes:
         # Boxed faces stop here; the pass runs only when some image came without a box.
@@ -325,6 +322,4 @@ class KeypointServer(tf.Module):
 
 def stage_of(network, config):
   """The served stage of a trained network, framed as its `core.config.TrainConfig` says."""
-  margin = config.augment.region_margin if config.augment.region == "keypoints" else None
-  return Stage(network, config.augment.rescale_size, config.normalisation, margin,
-               original_rounding=config.augment.original_rounding)
+  return Stage(network, Framing.of_config(config))

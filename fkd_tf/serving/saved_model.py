@@ -154,12 +154,8 @@ def export(stages, export_base, metadata=None, warmup_images=(), litert=True,
     litert_files = (_litert_files(stages, extra, litert_float16) if litert
                     else [None] * len(stages))
     with open(os.path.join(extra, METADATA_FILE), "w") as f:
-      json.dump({"stages": [{"model": stage.network.name, "rescale_size": stage.rescale_size,
-                             "normalisation": stage.normalisation,
-                             "region_margin": stage.region_margin,
-                             "flip_average": stage.flip_average,
-                             "original_rounding": stage.original_rounding,
-                             "litert": litert_file}
+      json.dump({"stages": [{"model": stage.network.name, **stage.framing.to_json(),
+                             "flip_average": stage.flip_average, "litert": litert_file}
                             for stage, litert_file in zip(stages, litert_files)],
                  "box_passes": box_passes,
                  "detector": ({**face_detector.DETECTOR_METADATA,

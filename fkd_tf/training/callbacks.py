@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fkd_tf.core.framing import Framing
 from fkd_tf.evaluation import reports
 from fkd_tf.inference import visualize
 from fkd_tf.serving import run_folder
@@ -274,10 +275,10 @@ class ValidationFaces(keras.callbacks.Callback):
   """Draws predicted (magenta) and true (green) keypoints on a few validation faces into
   TensorBoard each epoch, and into <model_dir>/val_faces.png at the end."""
 
-  def __init__(self, batch, network, augment_config, normalisation, log_dir, png_path):
+  def __init__(self, batch, network, net_framing, log_dir, png_path):
     super().__init__()
     self.batch = batch
-    self.predict = reports.network_predictor(network, augment_config, normalisation)
+    self.predict = reports.network_predictor(network, net_framing)
     self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "val_faces"))
     self.png_path = png_path
 
@@ -310,6 +311,6 @@ def make_callbacks(config, network, val_batch, nan_guard, chief=True, worker=0):
       BestNetworkCheckpoint(network, config.model_dir, every_epoch=config.keep == "last"),
       CSVLogger(os.path.join(config.model_dir, "training_log.csv"), append=True),
       keras.callbacks.TensorBoard(log_dir, histogram_freq=1, write_graph=False),
-      ValidationFaces(val_batch, network, config.augment, config.normalisation, log_dir,
+      ValidationFaces(val_batch, network, Framing.of_config(config), log_dir,
                       os.path.join(config.model_dir, "val_faces.png")),
   ]

@@ -12,7 +12,7 @@ from absl import logging
 import keras
 import numpy as np
 
-from fkd_tf.core import augment, framing, geometry, pretrained
+from fkd_tf.core import framing, geometry, pretrained
 from fkd_tf.core import config as config_lib
 from fkd_tf.data import pipeline
 from fkd_tf.utils import tflite_graph
@@ -46,19 +46,19 @@ def freeze_until(network, layer_name):
   return count
 
 
-def head_features_and_targets(network, dataset, augment_config, normalisation):
+def head_features_and_targets(network, dataset, net_framing):
   """The head's inputs [M, F] and the normalised keypoints [M, 136] of a dataset's faces,
   framed as evaluation frames them (no augmentation)."""
   features_model = keras.Model(network.input, network.get_layer(FEATURES_LAYER).output)
   features, targets = [], []
   for batch in dataset:
-    regions = augment.regions_for(batch["image_size"], batch["keypoints_px"], augment_config)
+    regions = net_framing.regions(batch["image_size"], batch["keypoints_px"])
     images_net, net_from_image = framing.frame_batch(
-        batch["image"], regions, augment_config.rescale_size,
-        original_rounding=augment_config.original_rounding)
+        batch["image"], regions, net_framing.rescale_size,
+        original_rounding=net_framing.original_rounding)
     keypoints_net = geometry.transform_points(net_from_image, batch["keypoints_px"])
     features.append(features_model(images_net, training=False).numpy())
-    targets.append(framing.normalise(keypoints_net, normalisation).numpy())
+    targets.append(framing.normalise(keypoints_net, net_framing.normalisation).numpy())
   return np.concatenate(features).astype(np.float64), np.concatenate(targets)
 
 
@@ -76,16 +76,15 @@ def ridge_fit(features, targets, relative_penalty=1e-2):
   return kernel, mean_y - mean_x @ kernel
 
 
-def fit_head(network, dataset, augment_config, normalisation):
+def fit_head(network, dataset, net_framing):
   """Sets the head to the ridge fit on `dataset`; returns its mean absolute error there."""
-  features, targets = head_features_and_targets(network, dataset, augment_config,
-                                                normalisation)
+  features, targets = head_features_and_targets(network, dataset, net_framing)
   kernel, bias = ridge_fit(features, targets)
   network.get_layer(HEAD_LAYER).set_weights([kernel.astype(np.float32),
                                              bias.astype(np.float32)])
   error = float(np.abs(features @ kernel + bias - targets).mean())
   logging.info("head fitted by ridge regression on %d faces: mean |error| %.4f (%s units)",
-               len(features), error, normalisation)
+               len(features), error, net_framing.normalisation)
   return error
 
 
@@ -98,4 +97,4 @@ def start(network, config):
   dataset = pipeline.make_dataset(config.tfrecord_dir, ",".join(config_lib.train_splits_of(config)),
                                   config.batch_size, training=False, cache=False,
                                   max_examples=config.max_train_examples)
-  return fit_head(network, dataset, config.augment, config.normalisation)
+  return fit_head(network, dataset, framing.Framing.of_config(config))

@@ -19,6 +19,7 @@ from fkd_tf.serving import run_folder
 from fkd_tf.utils import io_utils
 from fkd_tf.core import config as config_lib
 from fkd_tf.core import losses, models
+from fkd_tf.core.framing import Framing
 from fkd_tf.core.keypoints import NET_SIZE
 from fkd_tf.data import pipeline, records
 from fkd_tf.serving import saved_model
@@ -79,7 +80,7 @@ def build_network(config):
 
 def build_trainer(config, steps_per_epoch):
   network = build_network(config)
-  trainer = trainer_lib.KeypointTrainer(network, config.augment, config.normalisation,
+  trainer = trainer_lib.KeypointTrainer(network, config.augment, Framing.of_config(config),
                                         make_loss(config), seed=config.seed,
                                         nan_at_step=config.debug_nan_at_step,
                                         jit_network=config.jit_compile)
@@ -233,7 +234,7 @@ def finish(config, network):
   A refining stage is evaluated on oracle boxes (around the true keypoints, label
   "oracle box"); with --coarse_model_dir the exported cascade is evaluated end to end.
   """
-  predict = reports.network_predictor(network, config.augment, config.normalisation)
+  predict = reports.network_predictor(network, Framing.of_config(config))
   train_splits = config_lib.train_splits_of(config)
   # "epochs" marks the run finished for run_guard.check_not_finished.
   results = {"trained_on": train_splits, "keep": config.keep, "epochs": config.epochs}

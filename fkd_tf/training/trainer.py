@@ -18,7 +18,8 @@ class KeypointTrainer(keras.Model):
   Args:
     network: functional keras.Model from `fkd_tf.core.models`.
     augment_config: `augment.AugmentConfig` of the training-time changes.
-    normalisation: key of `keypoints.NORMALISATIONS` the network's outputs use.
+    net_framing: the network's `framing.Framing` (its normalisation, and the frame the
+      evaluation step uses).
     loss_fn: (keypoints_norm_true, keypoints_norm_pred) -> scalar.
     seed: seeds the augmentation stream (saved with the weights, so a resume continues it).
     nan_at_step: test hook; the loss of this optimizer step is made NaN (-1: never).
@@ -27,12 +28,12 @@ class KeypointTrainer(keras.Model):
       whole never is; only this part of it.
   """
 
-  def __init__(self, network, augment_config, normalisation, loss_fn, seed=0, nan_at_step=-1,
+  def __init__(self, network, augment_config, net_framing, loss_fn, seed=0, nan_at_step=-1,
                jit_network=False, **kwargs):
     super().__init__(name="keypoint_trainer", **kwargs)
     self.network = network
     self.augment_config = augment_config
-    self.normalisation = normalisation
+    self.framing = net_framing
     self.loss_fn = loss_fn
     self.nan_at_step = nan_at_step
     self._loss_and_gradients = (tf.function(self._loss_and_gradients_eager, jit_compile=True)
@@ -64,7 +65,7 @@ class KeypointTrainer(keras.Model):
     images_net, keypoints_net, _ = augment.augment_batch(
         batch["image"], batch["image_size"], batch["keypoints_px"], self._next_seed(),
         self.augment_config)
-    target = framing.normalise(keypoints_net, self.normalisation)
+    target = framing.normalise(keypoints_net, self.framing.normalisation)
     loss, gradients = self._loss_and_gradients(images_net, target)
     self.optimizer.apply(gradients, self.network.trainable_variables)
     return loss
@@ -84,13 +85,11 @@ class KeypointTrainer(keras.Model):
 
   def evaluate_batch(self, batch):
     """Evaluation-frame loss (batch mean) and NME_io per face [N] of one batch."""
-    regions = augment.regions_for(batch["image_size"], batch["keypoints_px"],
-                                  self.augment_config)
-    keypoints_px, keypoints_norm, net_from_image = framing.predict_keypoints_px(
-        self.network, batch["image"], regions, self.augment_config.rescale_size,
-        self.normalisation, self.augment_config.original_rounding)
-    target = framing.normalise(
-        geometry.transform_points(net_from_image, batch["keypoints_px"]), self.normalisation)
+    regions = self.framing.regions(batch["image_size"], batch["keypoints_px"])
+    keypoints_px, keypoints_norm, net_from_image = self.framing.predict_keypoints_px(
+        self.network, batch["image"], regions)
+    target = framing.normalise(geometry.transform_points(net_from_image, batch["keypoints_px"]),
+                               self.framing.normalisation)
     loss = self.loss_fn(target, tf.cast(keypoints_norm, tf.float32))
     return loss, metrics.nme(keypoints_px, batch["keypoints_px"])
 
