@@ -41,9 +41,21 @@ def define_flags():
   flags.DEFINE_integer("canvas_seed", 0, "Seed of --canvas: spots, colours, backgrounds.")
 
 
+def record_problem(message):
+  """The one line of a pipeline check's error that says which record and what is wrong
+  ("[the record of] [x.jpg] [holds ...]" → "the record of x.jpg holds ..."); the whole
+  first line of any other error."""
+  for line in message.splitlines():
+    if "[the record of]" in line:
+      line = line[line.index("[the record of]"):]
+      return " ".join(part.strip("[] ") for part in line.split("] ["))
+  return message.splitlines()[0] if message else "an unusable record"
+
+
 def main(argv):
   del argv
   # pylint: disable=g-import-not-at-top  (TensorFlow after the flags: a fast --help)
+  import tensorflow as tf
   from fkd_tf.data import records
   from fkd_tf.evaluation import reports
   from fkd_tf.inference import api
@@ -78,6 +90,9 @@ def main(argv):
         label=FLAGS.backend, extra={"saved_model": saved_model, "backend": FLAGS.backend})
   except records.DatasetError as e:  # e.g. data/tfrecords outside a checkout: one line
     sys.exit(common_flags.path_error_line("tfrecord_dir", FLAGS.tfrecord_dir, e))
+  except tf.errors.InvalidArgumentError as e:  # a record the pipeline's checks refused
+    sys.exit(f"error: --tfrecord_dir={FLAGS.tfrecord_dir} --split={FLAGS.split}: "
+             f"{record_problem(e.message)}")
   print(reports.format_summary(summary))
   print(f"report: {output_dir}")
 

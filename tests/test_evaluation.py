@@ -1,7 +1,8 @@
 import csv
-import pytest
 import json
 import os
+
+import pytest
 
 import numpy as np
 import pandas as pd
@@ -93,3 +94,34 @@ def test_progress_in_a_log_or_pipe_has_no_terminal_codes(tfrecord_dir, capsys):
   assert "\x1b" not in printed and "\b" not in printed
   batches = int(dataset.cardinality())
   assert printed.strip().splitlines()[-1].startswith(f"{batches}/{batches} batches")
+
+
+def test_a_refused_record_is_one_line_naming_the_face():
+  from fkd_tf.evaluate import record_problem  # pylint: disable=g-import-not-at-top
+  message = ("assertion failed: [the record of] [Ann_01.jpg] [holds] [134] "
+             "[keypoint values, not 136]\n\t [[{{node Assert}}]]")
+  assert record_problem(message) == "the record of Ann_01.jpg holds 134 keypoint values, not 136"
+  assert record_problem("Something else failed\nwith detail") == "Something else failed"
+
+
+@pytest.mark.slow
+def test_cli_on_a_hostile_record_prints_one_line(tfrecord_dir, tmp_path):
+  # Records written without the converter's hashes, one face's eye corners at one spot:
+  # NME_io would divide by zero. Before: a 30-line traceback (or an infinite NME_io).
+  from fkd_tf.core import models  # pylint: disable=g-import-not-at-top
+  from fkd_tf.core.framing import Framing  # pylint: disable=g-import-not-at-top
+  from fkd_tf.serving import saved_model  # pylint: disable=g-import-not-at-top
+  from fkd_tf.serving.module import Stage  # pylint: disable=g-import-not-at-top
+  from test_pipeline import _eye_corners_at_one_spot, _records_without_hashes  # pylint: disable=g-import-not-at-top
+  folder = str(tmp_path / "records")
+  name = _records_without_hashes(tfrecord_dir, folder, _eye_corners_at_one_spot)
+  export = saved_model.export([Stage(models.build("tiny"), Framing(90.0, "centered"))],
+                              str(tmp_path / "export"), litert=False)
+  result = run_module("fkd_tf.evaluate", f"--saved_model={export}",
+                      f"--tfrecord_dir={folder}", "--split=test",
+                      f"--output_dir={tmp_path / 'report'}")
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: --tfrecord_dir={folder} --split=test: the record of {name} holds its outer "
+      "eye corners (points 36 and 45) at one spot")

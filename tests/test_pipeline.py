@@ -172,10 +172,17 @@ def _a_nan_keypoint(examples):
   examples[1].features.feature["keypoints/px"].float_list.value[7] = float("nan")
 
 
+def _eye_corners_at_one_spot(examples):
+  values = examples[1].features.feature["keypoints/px"].float_list.value
+  values[2 * 45:2 * 45 + 2] = values[2 * 36:2 * 36 + 2]
+
+
 @pytest.mark.parametrize("change, message", [
     (_two_keypoint_values_fewer, r"\[holds\] \[134\] \[keypoint values, not 136\]"),
     (_not_an_image, r"\[holds no PNG, JPEG, GIF or BMP image\]"),
     (_a_nan_keypoint, r"\[holds keypoints that are NaN or infinite\]"),
+    (_eye_corners_at_one_spot, r"\[holds its outer eye corners \(points 36 and 45\) at one "
+                               r"spot\]"),
 ])
 def test_a_bad_record_is_refused_naming_its_face(tfrecord_dir, tmp_path, change, message):
   folder = str(tmp_path / "records")

@@ -8,13 +8,22 @@ the train step, so it runs on the accelerator when there is one. Decoding itself
 
 import tensorflow as tf
 
-from fkd_tf.core.keypoints import NUM_KEYPOINTS
+from fkd_tf.core.keypoints import LEFT_EYE_OUTER, NUM_KEYPOINTS, RIGHT_EYE_OUTER
 from fkd_tf.data import records
 from fkd_tf.data.decode import decode_gray, is_image
 
 # Keypoints parsed at any length, so that a record with too few or too many is refused
 # naming its face (a fixed length fails as "Can't parse serialized Example", naming none).
 _PARSED_FEATURES = {**records.FEATURES, "keypoints/px": tf.io.VarLenFeature(tf.float32)}
+
+
+def _eye_distance(keypoints):
+  """The outer eye corners' distance of a flat [136] keypoint vector; 1 for a record of
+  another length, which fails its own check (a reshape here would fail first, unnamed)."""
+  def distance():
+    points = tf.reshape(keypoints, [NUM_KEYPOINTS, 2])
+    return tf.norm(points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER])
+  return tf.cond(tf.size(keypoints) == 2 * NUM_KEYPOINTS, distance, lambda: 1.0)
 
 
 def _checked(example):
@@ -32,6 +41,10 @@ def _checked(example):
           f"keypoint values, not {2 * NUM_KEYPOINTS}"]),
       tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(keypoints)), [
           "the record of", name, "holds keypoints that are NaN or infinite"]),
+      # NME_io divides by this distance: zero would report an infinite error silently.
+      tf.debugging.Assert(_eye_distance(keypoints) > 0.0, [
+          "the record of", name, "holds its outer eye corners (points 36 and 45) at one "
+          "spot"]),
       tf.debugging.Assert(is_image(example["image/encoded"]), [
           "the record of", name, "holds no PNG, JPEG, GIF or BMP image"]),
   ]
