@@ -35,18 +35,6 @@ _BLOCKS_16 = ((24, 1), (28, 1), (32, 2), (36, 1), (42, 1), (48, 2), (56, 1), (64
 _BLOCKS_8 = ((96, 2), (96, 1), (96, 1), (96, 1), (96, 1))
 
 
-class _Names:
-  """The file's tensor names, numbered in the order the file creates them."""
-
-  def __init__(self):
-    self.counts = {}
-
-  def __call__(self, kind):
-    index = self.counts.get(kind, 0)
-    self.counts[kind] = index + 1
-    return kind if index == 0 else f"{kind}_{index}"
-
-
 def _block(x, channels, stride, names):
   """BlazeBlock: depthwise 3x3 -> 1x1 conv, plus the (pooled, channel-padded) shortcut."""
   residual = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same",
@@ -75,7 +63,7 @@ def short_range(name="blazeface_short_range"):
     keras.Model: [N, 128, 128, 3] float in [-1, 1] -> (regressors [N, 896, 16],
     classificators [N, 896, 1] score logits).
   """
-  names = _Names()
+  names = models.TfliteNames()
   inputs = keras.Input((INPUT_SIDE, INPUT_SIDE, 3), name="input")
   x = keras.layers.Conv2D(24, 5, strides=2, padding="same", name=names("conv2d"))(inputs)
   x = keras.layers.ReLU(name=names("activation"))(x)

@@ -176,8 +176,8 @@ def _facemesh_block(x, index, filters, stride, names):
   pretrained constants bind by name (`core.pretrained`).
   """
   y = layers.DepthwiseConv2D(3, stride, padding="same",
-                             name=f"depthwise_conv2d{names.next('depthwise')}")(x)
-  y = layers.Conv2D(filters, 1, name=f"conv2d{names.next('conv')}")(y)
+                             name=names("depthwise_conv2d"))(x)
+  y = layers.Conv2D(filters, 1, name=names("conv2d"))(y)
   shortcut = x
   if stride == 2:
     # 'same' equals the file's 'valid' on even maps and keeps odd ones (160 px input) aligned
@@ -186,19 +186,22 @@ def _facemesh_block(x, index, filters, stride, names):
   if filters > x.shape[-1]:
     shortcut = ChannelPad(filters - x.shape[-1], name=f"channel_padding_{index}")(shortcut)
   y = layers.Add(name=f"add_{index}")([shortcut, y])
-  return layers.PReLU(shared_axes=[1, 2], name=f"p_re_lu{names.next('prelu')}")(y)
+  return layers.PReLU(shared_axes=[1, 2], name=names("p_re_lu"))(y)
 
 
-class _TfliteNames:
-  """Keras' own numbering of layer names as the .tflite file has them: '', '_1', '_2', ..."""
+class TfliteNames:
+  """A ported network's layer names as its .tflite file numbers them: conv2d, conv2d_1, ...
+
+  Layers named so bind to the file's constants by name (`core.pretrained`).
+  """
 
   def __init__(self):
     self.counts = {}
 
-  def next(self, kind):
-    count = self.counts.get(kind, 0)
-    self.counts[kind] = count + 1
-    return f"_{count}" if count else ""
+  def __call__(self, kind):
+    index = self.counts.get(kind, 0)
+    self.counts[kind] = index + 1
+    return kind if index == 0 else f"{kind}_{index}"
 
 
 # Face Mesh V1's landmark branch: (channels, stride) per residual block after the stem.
@@ -218,20 +221,20 @@ def facemesh(input_size=NET_SIZE, num_outputs=2 * NUM_KEYPOINTS, mesh_size=160):
   Pretrained weights (Apache-2.0, Google MediaPipe) are copied in by name by
   `core.pretrained.assign_tflite_weights`, with `gray_input_layer="conv2d"`.
   """
-  names = _TfliteNames()
+  names = TfliteNames()
   images = keras.Input((input_size, input_size, 1), name="images")
   x = layers.Resizing(mesh_size, mesh_size, interpolation="bilinear", name="mesh_input")(images)
-  x = layers.Conv2D(16, 3, 2, padding="same", name=f"conv2d{names.next('conv')}")(x)
-  x = layers.PReLU(shared_axes=[1, 2], name=f"p_re_lu{names.next('prelu')}")(x)
+  x = layers.Conv2D(16, 3, 2, padding="same", name=names("conv2d"))(x)
+  x = layers.PReLU(shared_axes=[1, 2], name=names("p_re_lu"))(x)
   pooled = None
   for index, (filters, stride) in enumerate(_FACEMESH_BLOCKS):
     if index == 15:
       pooled = layers.GlobalAveragePooling2D(name="pool32")(x)
     x = _facemesh_block(x, index, filters, stride, names)
-  x = layers.Conv2D(32, 1, name=f"conv2d{names.next('conv')}")(x)
-  x = layers.PReLU(shared_axes=[1, 2], name=f"p_re_lu{names.next('prelu')}")(x)
+  x = layers.Conv2D(32, 1, name=names("conv2d"))(x)
+  x = layers.PReLU(shared_axes=[1, 2], name=names("p_re_lu"))(x)
   x = _facemesh_block(x, len(_FACEMESH_BLOCKS), 32, 1, names)
-  mesh = layers.Conv2D(1404, 3, padding="valid", name=f"conv2d{names.next('conv')}")(x)
+  mesh = layers.Conv2D(1404, 3, padding="valid", name=names("conv2d"))(x)
   # The mesh is in input pixels (0..mesh_size); scaled to about [0, 1] like the pooled
   # features, so that one Adam step moves the head's outputs by as little as theirs.
   mesh = layers.Rescaling(1.0 / mesh_size, name="mesh_scale")(layers.Flatten(name="mesh")(mesh))
